@@ -1,0 +1,48 @@
+/// An error from reading, validating or writing Arrow data.
+///
+/// Messages follow one shape: what was expected, what was found, and where
+/// (byte offset, column, row) when known.
+public struct ArrowError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The class of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// Raw name.
+        public let rawValue: String
+        /// A code by name.
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        /// Bytes that do not follow the format (corrupt or hostile input).
+        public static let invalidData = Code("invalid data")
+        /// Input that is valid Arrow but uses a feature this implementation does not support.
+        public static let unsupported = Code("unsupported")
+        /// A caller passed values that do not fit together (wrong type, length, schema).
+        public static let invalidArgument = Code("invalid argument")
+        /// The input ended before a complete message.
+        public static let truncated = Code("truncated")
+        /// Reading or writing a file failed.
+        public static let io = Code("i/o")
+        public var description: String { rawValue }
+    }
+
+    /// The class of failure.
+    public var code: Code
+    /// What was expected and what was found.
+    public var message: String
+    /// Byte offset in the input where the problem was found, when known.
+    public var offset: Int?
+
+    /// An error.
+    public init(_ code: Code, _ message: String, offset: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.offset = offset
+    }
+
+    /// Malformed input.
+    public static func invalid(_ message: String, offset: Int? = nil) -> ArrowError {
+        ArrowError(.invalidData, message, offset: offset)
+    }
+
+    public var description: String {
+        if let offset { return "\(message) (at byte offset \(offset))" }
+        return message
+    }
+}

@@ -1,0 +1,49 @@
+/// Equal-length columns under a schema: the unit that flows through Isthmus.
+/// Immutable; slicing copies nothing.
+public struct RecordBatch: Sendable, Equatable {
+    /// Column names and types.
+    public let schema: Schema
+    /// One array per schema field.
+    public let columns: [ArrayData]
+    /// Number of rows.
+    public let length: Int
+
+    /// A batch; columns must match the schema's fields in number, type and length.
+    public init(schema: Schema, columns: [ArrayData], length: Int? = nil) throws {
+        guard schema.fields.count == columns.count else {
+            throw ArrowError(.invalidArgument, "expected \(schema.fields.count) columns for the schema but found \(columns.count)")
+        }
+        let n = length ?? columns.first?.length ?? 0
+        for (f, c) in zip(schema.fields, columns) {
+            guard c.type == f.type else {
+                throw ArrowError(.invalidArgument, "column '\(f.name)': expected type \(f.type) but found \(c.type)")
+            }
+            guard c.length == n else {
+                throw ArrowError(.invalidArgument, "column '\(f.name)': expected \(n) rows but found \(c.length)")
+            }
+        }
+        self.schema = schema
+        self.columns = columns
+        self.length = n
+    }
+
+    /// A batch from named columns; every field is nullable.
+    public init(_ columns: KeyValuePairs<String, ArrayData>) throws {
+        try self.init(schema: Schema(columns.map { Field($0.key, $0.value.type) }), columns: columns.map(\.value))
+    }
+
+    /// The column called `name`.
+    public func column(_ name: String) -> ArrayData? { schema.index(of: name).map { columns[$0] } }
+
+    /// Rows `[start, start + count)`; copies nothing.
+    public func slice(_ start: Int, _ count: Int) -> RecordBatch {
+        // swiftlint:disable:next force_try
+        try! RecordBatch(schema: schema, columns: columns.map { $0.slice(start, count) }, length: count)
+    }
+
+    /// Total bytes of the buffers the batch spans.
+    public var byteSize: Int { columns.reduce(0) { $0 + $1.byteSize } }
+
+    /// Row `i` as logical values.
+    public func row(_ i: Int) -> [ArrowValue] { columns.map { $0.value(at: i) } }
+}

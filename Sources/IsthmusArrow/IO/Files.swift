@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+private func errnoText() -> String { String(cString: strerror(errno)) }
+
+/// A file descriptor opened for reading (a file, or stdin for `-`), usable as a `ByteSource`.
+public final class InputFile: ByteSource {
+    /// The path as given (`-` for stdin).
+    public let path: String
+    private let fd: Int32
+    private let owned: Bool
+
+    /// Opens `path` for reading; `-` is stdin. Throws `.io` naming the path and the system's reason.
+    public init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            fd = 0
+            owned = false
+        } else {
+            let f = open(path, O_RDONLY | O_CLOEXEC)
+            guard f >= 0 else { throw ArrowError(.io, "cannot open '\(path)' for reading: \(errnoText())") }
+            var st = stat()
+            if fstat(f, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                close(f)
+                throw ArrowError(.io, "cannot read '\(path)': expected a file but found a directory")
+            }
+            fd = f
+            owned = true
+        }
+    }
+
+    deinit { if owned { close(fd) } }
+
+    /// True for pipes, terminals and sockets (see `ByteSource.isLive`).
+    public var isLive: Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw ArrowError(.io, "cannot read '\(path)': \(errnoText())")
+        }
+    }
+
+    /// The whole input: memory-mapped for regular files (zero-copy), read to the end otherwise.
+    public func readAll() throws -> Buffer {
+        var st = stat()
+        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, owned {
+            let size = Int(st.st_size)
+            if let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED {
+                let storage = BufferStorage(base: UnsafeRawPointer(p), count: size) { base, count in
+                    munmap(UnsafeMutableRawPointer(mutating: base), count)
+                }
+                return Buffer(storage: storage)
+            }
+        }
+        let out = BufferBuilder(capacity: 1 << 16)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if n == 0 { break }
+            chunk.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return out.finish()
+    }
+}
+
+/// An output file written under a temporary name in the same folder and renamed over
+/// `path` by `commit()`, so a failed run leaves no file that looks complete and an
+/// existing file is replaced only on success. `-` writes to stdout directly.
+/// Writes are buffered; `flush()` pushes them to the descriptor.
+public final class OutputFile: ByteSink {
+    /// The final path (`-` for stdout).
+    public let path: String
+    /// The temporary path written until `commit()` (nil for stdout).
+    public let temporaryPath: String?
+    private var fd: Int32
+    private let buffer = BufferBuilder(capacity: 1 << 16)
+    private var done = false
+
+    /// Creates the temporary file next to `path`. Throws `.io` when the folder is not writable.
+    public init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            fd = 1
+            temporaryPath = nil
+            return
+        }
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(base).tmp-XXXXXX".utf8CString)
+        let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard f >= 0 else { throw ArrowError(.io, "cannot create output '\(path)': \(errnoText())") }
+        fchmod(f, 0o644)
+        fd = f
+        temporaryPath = String(cString: template)
+    }
+
+    deinit { if !done { abandon() } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count > (1 << 16) { try drain() }
+        if bytes.count >= (1 << 16) { try writeFully(bytes) } else { buffer.append(bytes) }
+    }
+
+    public func flush() throws { try drain() }
+
+    private func drain() throws {
+        guard buffer.count > 0 else { return }
+        try writeFully(buffer.bytes)
+        buffer.removeAll()
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ArrowError(.io, "cannot write '\(path)': \(errnoText())")
+            }
+            offset += n
+        }
+    }
+
+    /// Flushes, closes and renames the temporary file over `path`.
+    public func commit() throws {
+        guard !done else { return }
+        try drain()
+        done = true
+        guard let temporaryPath else { return }
+        close(fd)
+        guard rename(temporaryPath, path) == 0 else {
+            let reason = errnoText()
+            unlink(temporaryPath)
+            throw ArrowError(.io, "cannot move output into place at '\(path)': \(reason)")
+        }
+    }
+
+    /// Closes and deletes the temporary file; `path` is left untouched.
+    public func abandon() {
+        guard !done else { return }
+        done = true
+        if let temporaryPath {
+            close(fd)
+            unlink(temporaryPath)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import IsthmusArrow
+
+/// A failure the CLI reports as one `error:` line (plus optional detail lines such as a
+/// Python traceback) and an exit code from DESIGN.md.
+struct CLIFailure: Error, CustomStringConvertible {
+    /// Exit status.
+    var code: Int32
+    /// One line: what was expected, what was found, where.
+    var message: String
+    /// Further lines printed after the message (a traceback), or empty.
+    var detail: String = ""
+
+    /// Data or run failure (exit 1).
+    static func data(_ message: String, detail: String = "") -> CLIFailure { CLIFailure(code: 1, message: message, detail: detail) }
+    /// Usage or environment failure (exit 2).
+    static func usage(_ message: String) -> CLIFailure { CLIFailure(code: 2, message: message) }
+
+    var description: String { message }
+
+    /// Prints `error` to stderr in the house style and returns the exit status to use.
+    static func report(_ error: Error, command: any ParsableCommand.Type) -> Int32 {
+        switch error {
+        case let failure as CLIFailure:
+            printError(failure.message, detail: failure.detail)
+            return failure.code
+        case let arrow as ArrowError:
+            printError(arrow.description)
+            return arrow.code == .io || arrow.code == .invalidArgument ? 2 : 1
+        case let exit as ExitCode:
+            return exit.rawValue
+        default:
+            let code = command.exitCode(for: error)
+            if code == .success {
+                print(command.fullMessage(for: error))
+                return 0
+            }
+            let message = command.fullMessage(for: error)
+            let lines = message.split(separator: "\n", omittingEmptySubsequences: true)
+            let first = lines.first.map(String.init) ?? "\(error)"
+            printError(first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first)
+            if let usage = lines.first(where: { $0.hasPrefix("Usage:") }) {
+                FileHandle.standardError.write(Data((usage + "\n  See 'isthmus help' for more.\n").utf8))
+            }
+            return 2
+        }
+    }
+
+    /// Writes `error: message` (and detail lines) to stderr.
+    static func printError(_ message: String, detail: String = "") {
+        var text = "error: " + message.replacingOccurrences(of: "\n", with: " ") + "\n"
+        if !detail.isEmpty { text += detail.hasSuffix("\n") ? detail : detail + "\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+}
+
+/// Writes a line to stderr (logs, progress, summaries: stdout is reserved for data).
+func note(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

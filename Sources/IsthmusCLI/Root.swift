@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import IsthmusArrow
+
+/// `isthmus`: the command-line entry point.
+@main
+struct IsthmusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "isthmus",
+        abstract: "Run Python model code as map stages over Arrow record batches.",
+        discussion: """
+            Exit codes: 0 success; 1 data or run failure; 2 usage or environment; 130/143 after SIGINT/SIGTERM.
+            Durations: <n>[ns|us|ms|s|m] (bare number = seconds). Sizes: <n>[K|M|G|Ki|Mi|Gi] (bare number = bytes).
+            """,
+        version: VersionInfo.text,
+        subcommands: CommandRegistry.subcommands
+    )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            Foundation.exit(CLIFailure.report(error, command: self))
+        }
+    }
+}
+
+/// Version strings printed by `isthmus --version`.
+enum VersionInfo {
+    /// Host version.
+    static let host = "0.1.0"
+    /// Wire protocol version spoken by the host.
+    static let protocolVersion = "1.0"
+    /// The `--version` text; the helper's version is added at run time by `VersionCommand`.
+    static var text: String { "isthmus \(host) (protocol \(protocolVersion))" }
+}
