@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Isthmus
 import IsthmusArrow
 
 /// `isthmus`: the command-line entry point.
@@ -17,6 +18,10 @@ struct IsthmusCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        if CommandLine.arguments.dropFirst().first == "--version" {
+            printVersions()
+            return
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -27,6 +32,19 @@ struct IsthmusCommand: AsyncParsableCommand {
         } catch {
             Foundation.exit(CLIFailure.report(error, command: self))
         }
+    }
+}
+
+/// Prints host, protocol and (when found) helper versions.
+func printVersions() {
+    print(VersionInfo.text)
+    let python = PythonStageOptions.defaultPython
+    if let probe = try? PythonProbe.run(python, ["-m", "isthmus.worker", "--version"]), probe.status == 0,
+       let data = probe.stdout.data(using: .utf8),
+       let doc = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+        print("helper \(doc["helper"] ?? "?") (protocol \(doc["protocol"] ?? "?")) in \(python)")
+    } else {
+        print("helper: not found in \(python) (install it with: \(python) -m pip install ./python)")
     }
 }
 

@@ -188,6 +188,98 @@ public final class ArrayBuilder {
         }
     }
 
+    // MARK: Typed fast paths (no `ArrowValue` boxing). The caller guarantees the type matches;
+    // the generic `append(_:)` stays the checked path.
+
+    /// Appends a value to an array stored as 64-bit integers (int64, date64, time64, timestamp, duration).
+    @inline(__always)
+    public func appendInt64(_ v: Int64) {
+        values.append(v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a value to an array stored as 32-bit integers (int32, date32, time32).
+    @inline(__always)
+    public func appendInt32(_ v: Int32) {
+        values.append(v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a fixed-width integer value of the builder's own width (int8 ... uint64).
+    @inline(__always)
+    public func appendInteger<T: FixedWidthInteger>(_ v: T) {
+        values.append(v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a float64 value.
+    @inline(__always)
+    public func appendDouble(_ v: Double) {
+        values.append(v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a float32 value.
+    @inline(__always)
+    public func appendFloat(_ v: Float) {
+        values.append(v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a bool value.
+    @inline(__always)
+    public func appendBool(_ v: Bool) {
+        values.setBit(length, v)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends raw bytes as one slot of a utf8/binary (or large) array, or as one value of a
+    /// fixed-width array whose width equals `bytes.count` (fixed-size binary, decimals).
+    @inline(__always)
+    public func appendBytes(_ bytes: UnsafeRawBufferPointer) {
+        values.append(bytes)
+        switch type {
+        case .utf8, .binary, .largeUtf8, .largeBinary: appendOffset(values.count)
+        default: break
+        }
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Appends a string to a utf8 (or large utf8) array.
+    public func appendString(_ s: String) {
+        var s = s
+        s.withUTF8 { appendBytes(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The builder of child `i` of a list (0), fixed-size list (0) or struct (field `i`) type.
+    /// Append the child values there, then close the slot with `appendListSlot()` / `appendStructSlot()`.
+    public func child(_ i: Int) -> ArrayBuilder { children[i] }
+
+    /// Closes one valid list (or large list, map) slot holding the child values appended since the last slot.
+    public func appendListSlot() {
+        appendOffset(children[0].length)
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Closes one valid struct (or fixed-size list) slot whose child values were appended to `child(_:)`.
+    public func appendStructSlot() {
+        validity.setBit(length, true)
+        length += 1
+    }
+
+    /// Bytes the builder holds so far (an estimate for batching by size).
+    public var byteCount: Int {
+        validity.count + values.count + offsets.count + children.reduce(0) { $0 + $1.byteCount }
+    }
+
     /// Appends every value in order.
     public func append(contentsOf values: some Sequence<ArrowValue>) throws {
         for v in values { try append(v) }

@@ -34,6 +34,9 @@ public final class InputFile: ByteSource {
 
     deinit { if owned { close(fd) } }
 
+    /// The underlying descriptor (for polling a live input).
+    public var fileDescriptor: Int32 { fd }
+
     /// True for pipes, terminals and sockets (see `ByteSource.isLive`).
     public var isLive: Bool {
         var st = stat()

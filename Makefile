@@ -1,0 +1,65 @@
+# Isthmus — every target installs what it needs, then runs.
+#   make demo    a real mixed Swift + Python pipeline on generated data
+#   make test    every test suite (swift test, pytest, protocol vectors, end-to-end)
+#   make bench   the benchmark workloads, as ratios to baselines measured in the same run
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SWIFT_FLAGS ?=
+DEBUG_BIN := .build/debug/isthmus
+RELEASE_BIN := .build/release/isthmus
+SYSTEM_PACKAGES := libzmq3-dev liblz4-dev libzstd-dev pkg-config
+PY_PACKAGES := pyarrow pyzmq numpy pandas pytest hypothesis
+
+.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench clean
+
+help:
+	@echo "make demo   - run the demo pipeline (installs what it needs)"
+	@echo "make test   - run every test suite (installs what it needs)"
+	@echo "make bench  - run the benchmarks"
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: python/pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	$(PY) -m pip install -q --disable-pip-version-check -e ./python
+	@touch $@
+
+venv: $(VENV)/.installed
+
+deps: system-deps venv
+
+build: system-deps
+	swift build $(SWIFT_FLAGS)
+
+build-release: system-deps
+	swift build -c release $(SWIFT_FLAGS)
+
+swift-test: deps build
+	ISTHMUS_PYTHON=$(abspath $(PY)) swift test $(SWIFT_FLAGS)
+
+py-test: deps
+	$(PY) -m pytest -q python/tests
+
+e2e-test: deps build
+	ISTHMUS_BIN=$(abspath $(DEBUG_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) -m pytest -q Tests/e2e
+
+test: swift-test py-test e2e-test
+	@echo "all test suites passed"
+
+demo: deps build-release
+	ISTHMUS_PYTHON=$(abspath $(PY)) $(RELEASE_BIN) demo --python $(abspath $(PY))
+
+bench: deps build-release
+	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py
+
+clean:
+	rm -rf .build $(VENV)

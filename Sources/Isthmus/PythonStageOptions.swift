@@ -1,0 +1,53 @@
+import Foundation
+import IsthmusBridge
+
+/// Settings of a Python stage. Every default is finite; consecutive Python stages with equal
+/// settings run fused in one worker round trip.
+public struct PythonStageOptions: Sendable, Equatable {
+    /// Worker processes (default: one per core).
+    public var workers: Int = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Batches each worker may hold in flight.
+    public var credits: Int = 2
+    /// Interpreter (default: `ISTHMUS_PYTHON`, else `python3` on PATH).
+    public var python: String = PythonStageOptions.defaultPython
+    /// Extra environment for the workers.
+    public var environment: [String: String] = [:]
+    /// Per-batch deadline in seconds (nil = none).
+    public var timeout: Double?
+    /// Resends per batch after crashes or timeouts.
+    public var maxRetries: Int = 3
+    /// Rows per batch sent to a worker.
+    public var batchRows: Int = 65_536
+    /// Bytes per batch sent to a worker.
+    public var batchBytes: Int = 8 << 20
+    /// Seconds a partial batch waits for more rows.
+    public var linger: Double = 0.005
+    /// Results in input order (default) or as they complete.
+    public var ordered: Bool = true
+    /// How batches are spread over workers.
+    public var partitioning: Partitioning = .roundRobin
+    /// Append the function's columns to the input columns.
+    public var keepInput: Bool = false
+    /// Largest result accepted per batch, in bytes.
+    public var maxResultBytes: Int = 1 << 30
+    /// Seconds from launch to READY.
+    public var startupTimeout: Double = 60
+    /// Per-worker memory limit in bytes (nil = none).
+    public var workerMemoryLimit: Int?
+    /// BLAS/OpenMP threads per worker (nil = cores ÷ workers).
+    public var threadsPerWorker: Int?
+
+    /// Defaults.
+    public init() {}
+
+    /// `ISTHMUS_PYTHON`, else the first `python3` on PATH, else `python3`.
+    public static var defaultPython: String {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["ISTHMUS_PYTHON"], !p.isEmpty { return p }
+        for dir in (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/python3"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return "python3"
+    }
+}

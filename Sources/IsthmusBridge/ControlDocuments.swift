@@ -1,0 +1,92 @@
+import Foundation
+
+/// JSON control documents carried in frame 1 of control messages (PROTOCOL.md §Messages).
+/// Keys are snake_case on the wire.
+public enum ControlDocuments {
+    /// HELLO, worker → host.
+    public struct Hello: Codable, Sendable {
+        public var `protocol`: String
+        public var helper: String
+        public var pid: Int
+        public var slot: Int
+        public var token: String
+        public var python: String?
+        public var pyarrow: String?
+        public var capabilities: [String]?
+    }
+
+    /// One stage of OPEN.
+    public struct Stage: Codable, Sendable {
+        public var name: String
+        public var udf: String
+        public var options: [String: String]
+        public init(name: String, udf: String, options: [String: String] = [:]) {
+            self.name = name
+            self.udf = udf
+            self.options = options
+        }
+    }
+
+    /// OPEN, host → worker.
+    public struct Open: Codable, Sendable {
+        public var stages: [Stage]
+        public var heartbeatMs: Int
+        public var missedHeartbeats: Int
+        public var slot: Int
+        public var workers: Int
+    }
+
+    /// One stage of READY.
+    public struct ReadyStage: Codable, Sendable {
+        public var name: String
+        public var kind: String
+        public var input: String
+        public var hasSchema: Bool
+    }
+
+    /// READY, worker → host.
+    public struct Ready: Codable, Sendable {
+        public var stages: [ReadyStage]
+    }
+
+    /// ERROR, worker → host.
+    public struct ErrorReport: Codable, Sendable {
+        public var kind: String
+        public var excType: String?
+        public var message: String
+        public var traceback: String?
+        public var stage: String?
+        public var rowStart: Int?
+        public var rowEnd: Int?
+        public var retryable: Bool?
+    }
+
+    /// HEARTBEAT, worker → host.
+    public struct Heartbeat: Codable, Sendable {
+        public var rssBytes: Int?
+        public var batches: Int?
+    }
+
+    /// CLOSE, host → worker.
+    public struct Close: Codable, Sendable {
+        public var reason: String
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer, what: String) throws(ProtocolViolation) -> T {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do {
+            return try decoder.decode(T.self, from: Data(bytes))
+        } catch {
+            let preview = String(decoding: bytes.prefix(80), as: UTF8.self)
+            throw ProtocolViolation("expected a \(what) JSON document but found \(bytes.count) bytes that do not decode (\(preview))")
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import IsthmusArrow
+
+/// How a `WorkerPool` runs its Python stages. Every default is finite.
+public struct PoolConfiguration: Sendable {
+    /// Python stages run in order inside one worker round trip (stage fusion).
+    public var stages: [ControlDocuments.Stage]
+    /// Schema of the batches that will be submitted.
+    public var inputSchema: Schema
+    /// Number of worker processes.
+    public var workers: Int = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Batches a worker may hold in flight.
+    public var credits: Int = 2
+    /// Python interpreter to run workers with.
+    public var python: String = "python3"
+    /// Extra environment variables for workers (on top of the host's).
+    public var environment: [String: String] = [:]
+    /// Per-batch deadline in seconds; nil = none.
+    public var batchTimeout: Double?
+    /// Attempts per batch beyond the first (crashes and timeouts alike).
+    public var maxRetries: Int = 3
+    /// Seconds a worker may take from launch to READY.
+    public var startupTimeout: Double = 60
+    /// Seconds between heartbeats to idle workers.
+    public var heartbeatInterval: Double = 1
+    /// Missed heartbeats after which an idle worker is considered hung.
+    public var missedHeartbeats: Int = 5
+    /// BLAS/OpenMP threads per worker; nil = cores ÷ workers (at least 1).
+    public var threadsPerWorker: Int?
+    /// Deliver results in input order (true) or as they complete.
+    public var ordered: Bool = true
+    /// Largest result (bytes of one RESULT) accepted; larger results fail the run.
+    public var maxResultBytes: Int = 1 << 30
+    /// Results must have exactly as many rows as the batch (needed to append input columns).
+    public var requireSameRowCount: Bool = false
+    /// Memory limit per worker in bytes (enforced with RLIMIT_AS in the worker); nil = none.
+    public var workerMemoryLimit: Int?
+    /// Where worker output lines and supervisor notes go.
+    public var log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+    /// A configuration for `stages` over batches of `inputSchema`.
+    public init(stages: [ControlDocuments.Stage], inputSchema: Schema) {
+        self.stages = stages
+        self.inputSchema = inputSchema
+    }
+
+    /// The name of the last stage (used in messages).
+    var stageNames: String { stages.map(\.name).joined(separator: "+") }
+}
+
+/// Counters a pool keeps while it runs.
+public struct PoolStats: Sendable, Codable {
+    /// Batches sent (first attempts).
+    public var batches = 0
+    /// Batches resent after a worker failure.
+    public var retries = 0
+    /// Input rows submitted.
+    public var rowsIn = 0
+    /// Result rows received.
+    public var rowsOut = 0
+    /// Bytes of input payload handed to ZeroMQ.
+    public var bytesOut = 0
+    /// Bytes of result payload received.
+    public var bytesIn = 0
+    /// Worker restarts, with their causes.
+    public var restarts: [String] = []
+    /// Workers currently ready.
+    public var workersAlive = 0
+    /// Batches sent but not yet answered.
+    public var inFlight = 0
+    /// All zero.
+    public init() {}
+}

@@ -1,0 +1,588 @@
+import Foundation
+import IsthmusArrow
+import IsthmusZMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The I/O thread of a `WorkerPool`: owns the ROUTER socket, launches and supervises the
+/// worker processes, speaks the protocol, enforces credits, deadlines and retries.
+/// Everything here runs on that one thread, except `prepare()` (before it starts).
+final class PoolIO: @unchecked Sendable {
+    // @unchecked: used by exactly one thread at a time (the creator until `run()`, then the I/O thread).
+
+    /// Per-slot supervision state.
+    final class Slot {
+        enum Phase: Equatable { case starting, opening, ready, dying, stopped }
+        let index: Int
+        var generation = 0
+        var process: WorkerProcess?
+        var identity: [UInt8]?
+        var phase: Phase = .starting
+        var launchedAt = 0.0
+        var lastHeard = 0.0
+        var lastHeartbeatSent = 0.0
+        var lastResultAt = 0.0
+        var inFlight: [PendingBatch] = []
+        init(index: Int) { self.index = index }
+    }
+
+    let configuration: PoolConfiguration
+    let shared: PoolShared
+    let wakeFD: Int32
+    let wakeWrite: Int32
+    let schemaMessage: Buffer
+    let context: Context
+    let router: Socket
+    let endpoint: String
+    let directory: String
+    let token: String
+    var slots: [Slot] = []
+    var queue: [PendingBatch] = []       // waiting to be sent, sorted by sequence
+    var declaredOutputSchema: Schema?
+    var outputSchema: Schema?
+    var onReady: (@Sendable () -> Void)?
+    private var readySignalled = false
+    private var stopping = false
+
+    init(configuration: PoolConfiguration, shared: PoolShared, wakeFD: Int32, wakeWrite: Int32, schemaMessage: Buffer) throws {
+        self.configuration = configuration
+        self.shared = shared
+        self.wakeFD = wakeFD
+        self.wakeWrite = wakeWrite
+        self.schemaMessage = schemaMessage
+        do {
+            context = try Context(ioThreads: 1)
+            router = try context.socket(.router)
+            try router.set(.routerMandatory, Int32(1))
+            try router.set(.sendHighWaterMark, Int32(0))
+            try router.set(.receiveHighWaterMark, Int32(0))
+            directory = try RunDirectory.create()
+            endpoint = "ipc://\(directory)/w.sock"
+            try router.bind(endpoint)
+        } catch let error as ZMQError {
+            throw BridgeError(.startup, "cannot open the worker socket: \(error)")
+        }
+        token = RunDirectory.randomToken()
+    }
+
+    /// Launches every worker (before the I/O thread starts).
+    func prepare() throws {
+        try checkInterpreter()
+        slots = (0..<configuration.workers).map { Slot(index: $0) }
+        for slot in slots { try launch(slot) }
+    }
+
+    /// Cleans up when `prepare()` failed and the I/O thread will never run.
+    func abortBeforeStart() {
+        for slot in slots { slot.process?.kill(reason: "startup aborted") }
+        router.close()
+        RunDirectory.remove(directory)
+    }
+
+    private func checkInterpreter() throws {
+        let python = configuration.python
+        guard FileManager.default.isExecutableFile(atPath: Interpreter.resolve(python)) else {
+            throw BridgeError(.startup, "expected an executable Python interpreter but found nothing runnable at '\(python)'; pass --python PATH or set ISTHMUS_PYTHON")
+        }
+    }
+
+    private func launch(_ slot: Slot) throws {
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in configuration.environment { env[k] = v }
+        env["ISTHMUS_ENDPOINT"] = endpoint
+        env["ISTHMUS_TOKEN"] = token
+        env["ISTHMUS_SLOT"] = String(slot.index)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        env["ISTHMUS_THREADS"] = String(configuration.threadsPerWorker ?? Swift.max(1, cores / Swift.max(1, configuration.workers)))
+        if let limit = configuration.workerMemoryLimit { env["ISTHMUS_MEMORY_LIMIT"] = String(limit) }
+        env["PYTHONUNBUFFERED"] = "1"
+        env["ISTHMUS_HOST_PID"] = String(getpid())
+        let log = configuration.log
+        let shared = self.shared
+        let wakeWrite = self.wakeWrite
+        slot.generation += 1
+        slot.identity = nil
+        slot.phase = .starting
+        slot.launchedAt = now()
+        slot.lastHeard = slot.launchedAt
+        do {
+            slot.process = try WorkerProcess(
+                python: Interpreter.resolve(configuration.python), arguments: ["-m", "isthmus.worker"], environment: env,
+                slot: slot.index, generation: slot.generation,
+                onLine: { index, _, line in log("[worker \(index)] \(line)") },
+                onExit: { index, generation, cause, tail in
+                    shared.locked {
+                        shared.events.append(.exited(slot: index, generation: generation, cause: cause, stderrTail: tail))
+                        shared.condition.broadcast()
+                    }
+                    var b: UInt8 = 1
+                    _ = write(wakeWrite, &b, 1)
+                })
+        } catch {
+            throw BridgeError(.startup, "cannot start the Python interpreter '\(configuration.python)': \(error.localizedDescription)")
+        }
+    }
+
+    // MARK: - The loop
+
+    func run() {
+        var poller = Poller()
+        poller.add(router)
+        poller.add(fd: wakeFD)
+        var drain = [UInt8](repeating: 0, count: 256)
+        while true {
+            let timeout = nextTimeoutMilliseconds()
+            _ = try? poller.poll(timeoutMilliseconds: timeout)
+            _ = drain.withUnsafeMutableBytes { read(wakeFD, $0.baseAddress, $0.count) }
+            receiveAll()
+            handleEvents()
+            takeInbox()
+            checkDeadlines()
+            if failed || shared.locked({ shared.stopRequested }) { break }
+            dispatch()
+            signalReadyIfAllReady()
+            if isDone() { break }
+        }
+        finish()
+    }
+
+    private var failed: Bool { shared.locked { shared.failure != nil } }
+
+    private func fail(_ error: BridgeError) {
+        shared.locked {
+            if shared.failure == nil { shared.failure = error }
+            shared.condition.broadcast()
+        }
+    }
+
+    private func nextTimeoutMilliseconds() -> Int {
+        // Poll at least every 100 ms so deadlines, process exits and heartbeats are noticed.
+        var ms = 100
+        if let t = configuration.batchTimeout { ms = Swift.min(ms, Swift.max(1, Int(t * 250))) }
+        return ms
+    }
+
+    private func isDone() -> Bool {
+        shared.locked { shared.inputFinished && shared.inbox.isEmpty } && queue.isEmpty && slots.allSatisfy { $0.inFlight.isEmpty }
+            && readySignalled
+    }
+
+    private func signalReadyIfAllReady() {
+        guard !readySignalled else { return }
+        if slots.allSatisfy({ $0.phase == .ready }) {
+            readySignalled = true
+            onReady?()
+        }
+    }
+
+    private func finish() {
+        stopping = true
+        // CLOSE every live worker, wait briefly for them to leave, then kill stragglers.
+        for slot in slots where slot.identity != nil && slot.process?.isRunning == true {
+            send(to: slot, [Envelope(kind: .close).encoded], payload: [], json: ControlDocuments.encode(ControlDocuments.Close(reason: "run finished")))
+        }
+        let deadline = now() + 2
+        while now() < deadline && slots.contains(where: { $0.process?.isRunning == true }) {
+            usleep(5_000)
+        }
+        for slot in slots where slot.process?.isRunning == true { slot.process?.kill(reason: "did not exit after CLOSE") }
+        router.close()
+        RunDirectory.remove(directory)
+        if !readySignalled {
+            readySignalled = true
+            onReady?()
+        }
+        shared.locked {
+            shared.ioFinished = true
+            shared.stats.workersAlive = 0
+            shared.condition.broadcast()
+        }
+    }
+
+    // MARK: - Inbound
+
+    private func receiveAll() {
+        while let frames = try? router.receive(dontWait: true) {
+            handle(frames)
+        }
+    }
+
+    private func slot(for identity: [UInt8]) -> Slot? {
+        slots.first { $0.identity == identity }
+    }
+
+    private func handle(_ frames: [Message]) {
+        guard frames.count >= 2 else { return }
+        let identity = Array(frames[0].bytes)
+        let who = String(decoding: identity, as: UTF8.self)
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.decode(frames[1].bytes)
+        } catch {
+            if error.versionMismatch, slot(for: identity) == nil, let hello = try? ControlDocuments.decode(ControlDocuments.Hello.self, frames.count > 2 ? frames[2].bytes : UnsafeRawBufferPointer(start: nil, count: 0), what: "HELLO"), hello.token == token {
+                fail(BridgeError(.versionMismatch, "the worker's isthmus helper \(hello.helper) speaks protocol \(hello.protocol) but this host speaks \(Envelope.major).\(Envelope.minor); install the matching helper with: \(configuration.python) -m pip install 'isthmus==\(BridgeVersion.helper)' (or the python/ folder of this release)"))
+                return
+            }
+            if let s = slot(for: identity) {
+                workerFault(s, "sent a malformed message: \(error.message)")
+            } else {
+                configuration.log("isthmus: ignored a malformed message from unknown peer '\(who)': \(error.message)")
+            }
+            return
+        }
+        do {
+            try MessageRules.check(envelope, frames: frames.count - 1, from: .worker)
+        } catch {
+            if let s = slot(for: identity) { workerFault(s, "sent a message that breaks the protocol: \(error.message)") }
+            else { configuration.log("isthmus: ignored a message from unknown peer '\(who)': \(error.message)") }
+            return
+        }
+        if envelope.kind == .hello {
+            handleHello(identity: identity, frames: frames)
+            return
+        }
+        guard let s = slot(for: identity) else {
+            configuration.log("isthmus: ignored \(envelope.kind) from unknown peer '\(who)'")
+            return
+        }
+        s.lastHeard = now()
+        switch envelope.kind {
+        case .ready: handleReady(s, frames)
+        case .result: handleResult(s, envelope, frames)
+        case .error: handleError(s, envelope, frames)
+        default: break  // HEARTBEAT and BYE only prove the worker is alive
+        }
+    }
+
+    private func handleHello(identity: [UInt8], frames: [Message]) {
+        let who = String(decoding: identity, as: UTF8.self)
+        guard frames.count >= 3, let hello = try? ControlDocuments.decode(ControlDocuments.Hello.self, frames[2].bytes, what: "HELLO") else {
+            configuration.log("isthmus: refused peer '\(who)': its HELLO has no valid JSON document")
+            return
+        }
+        guard hello.token == token else {
+            configuration.log("isthmus: refused peer '\(who)' (pid \(hello.pid)): wrong run token")
+            sendRaw(identity, [Envelope(kind: .close).encoded, ControlDocuments.encode(ControlDocuments.Close(reason: "wrong run token"))])
+            return
+        }
+        guard hello.slot >= 0 && hello.slot < slots.count, let s = Optional(slots[hello.slot]),
+              s.identity == nil, s.phase == .starting, let pid = s.process?.pid, pid == Int32(hello.pid) else {
+            configuration.log("isthmus: refused peer '\(who)' (pid \(hello.pid), slot \(hello.slot)): not a worker this host is waiting for")
+            sendRaw(identity, [Envelope(kind: .close).encoded, ControlDocuments.encode(ControlDocuments.Close(reason: "unexpected worker"))])
+            return
+        }
+        s.identity = identity
+        s.phase = .opening
+        s.lastHeard = now()
+        let open = ControlDocuments.Open(stages: configuration.stages, heartbeatMs: Int(configuration.heartbeatInterval * 1000),
+                                         missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
+        send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
+    }
+
+    private func handleReady(_ s: Slot, _ frames: [Message]) {
+        guard s.phase == .opening else { workerFault(s, "sent READY twice"); return }
+        guard frames.count >= 3, let ready = try? ControlDocuments.decode(ControlDocuments.Ready.self, frames[2].bytes, what: "READY") else {
+            workerFault(s, "sent a READY without a valid JSON document")
+            return
+        }
+        var schemaFrames = frames.dropFirst(3).makeIterator()
+        var last: Schema?
+        for stage in ready.stages where stage.hasSchema {
+            guard let frame = schemaFrames.next() else { workerFault(s, "READY announced a schema it did not send"); return }
+            do {
+                last = try BatchCodec.decodeSchema(frame)
+            } catch {
+                workerFault(s, "sent an output schema that does not decode: \(error)")
+                return
+            }
+        }
+        if ready.stages.last?.hasSchema == true { declaredOutputSchema = last }
+        s.phase = .ready
+        shared.locked { shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count }
+    }
+
+    private func handleResult(_ s: Slot, _ envelope: Envelope, _ frames: [Message]) {
+        guard let index = s.inFlight.firstIndex(where: { $0.sequence == envelope.sequence && $0.attempt == envelope.attempt }) else {
+            configuration.log("isthmus: worker \(s.index) sent a RESULT for batch \(envelope.sequence) attempt \(envelope.attempt), which it does not hold; ignored")
+            return
+        }
+        let batch = s.inFlight[index]
+        let bytes = frames.dropFirst(2).reduce(0) { $0 + $1.count }
+        if bytes > configuration.maxResultBytes {
+            fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected a result of at most \(configuration.maxResultBytes) bytes (--max-result-bytes) but found \(bytes) bytes"))
+            return
+        }
+        let batches: [RecordBatch]
+        do {
+            batches = try BatchCodec.decodeResult(Array(frames.dropFirst(2)))
+        } catch {
+            workerFault(s, "sent a RESULT for batch \(batch.sequence) that is not a valid Arrow IPC stream: \(error)")
+            return
+        }
+        if let expected = declaredOutputSchema ?? outputSchema {
+            for b in batches where b.schema != expected {
+                fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected output schema \(SchemaText.short(expected)) but found \(SchemaText.short(b.schema))"))
+                return
+            }
+        } else if let first = batches.first {
+            outputSchema = first.schema
+        }
+        let rows = batches.reduce(0) { $0 + $1.length }
+        if configuration.requireSameRowCount && rows != batch.rows {
+            fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected \(batch.rows) result rows (one per input row, needed by --keep-input) but found \(rows)"))
+            return
+        }
+        s.inFlight.remove(at: index)
+        let t = now()
+        s.lastResultAt = t
+        let result = PoolResult(sequence: batch.sequence, rowStart: batch.rowStart, inputRows: batch.rows, batches: batches, latency: t - batch.sentAt)
+        shared.locked {
+            if configuration.ordered { shared.completed[batch.sequence] = result } else { shared.completedFIFO.append(result) }
+            shared.stats.rowsOut += rows
+            shared.stats.bytesIn += bytes
+            shared.stats.inFlight -= 1
+            shared.condition.broadcast()
+        }
+    }
+
+    private func handleError(_ s: Slot, _ envelope: Envelope, _ frames: [Message]) {
+        guard frames.count >= 3, let report = try? ControlDocuments.decode(ControlDocuments.ErrorReport.self, frames[2].bytes, what: "ERROR") else {
+            workerFault(s, "sent an ERROR without a valid JSON document")
+            return
+        }
+        let stageName = report.stage ?? (Int(envelope.stage) < configuration.stages.count ? configuration.stages[Int(envelope.stage)].name : configuration.stageNames)
+        let exc = report.excType.map { "\($0): " } ?? ""
+        let detail = report.traceback ?? ""
+        if report.kind == "setup" || s.phase == .starting || s.phase == .opening {
+            let udf = Int(envelope.stage) < configuration.stages.count ? configuration.stages[Int(envelope.stage)].udf : "?"
+            fail(BridgeError(.startup, "stage \(stageName): cannot load \(udf): \(exc)\(report.message)", detail: detail))
+            return
+        }
+        let batch = s.inFlight.first { $0.sequence == envelope.sequence }
+        var place = "stage \(stageName)"
+        if let batch {
+            place += " batch \(batch.sequence)"
+            if let a = report.rowStart {
+                let b = report.rowEnd ?? a + 1
+                place += " rows \(batch.rowStart + a)–\(batch.rowStart + b - 1)"
+            } else {
+                place += " rows \(rowRange(batch))"
+            }
+        }
+        switch report.kind {
+        case "schema":
+            fail(BridgeError(.schemaMismatch, "\(place): \(report.message)", detail: detail))
+        case "protocol":
+            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(report.message)", detail: detail))
+        case "oom":
+            fail(BridgeError(.workerFailed, "\(place): the worker ran out of memory (\(exc)\(report.message)) under its memory limit", detail: detail))
+        default:
+            fail(BridgeError(.userError, "\(place): the function raised \(exc)\(report.message)", detail: detail, retryable: report.retryable ?? false))
+        }
+    }
+
+    private func rowRange(_ b: PendingBatch) -> String {
+        b.rows == 0 ? "\(b.rowStart) (empty)" : "\(b.rowStart)–\(b.rowStart + b.rows - 1)"
+    }
+
+    // MARK: - Faults, exits, restarts
+
+    /// A worker misbehaved (bad frame, protocol violation): kill it; its exit requeues its batches.
+    private func workerFault(_ s: Slot, _ what: String) {
+        configuration.log("isthmus: worker \(s.index) (pid \(s.process?.pid ?? 0)) \(what); replacing it")
+        s.phase = .dying
+        s.process?.kill(reason: "replaced after it \(what)")
+    }
+
+    private func handleEvents() {
+        let events: [PoolEvent] = shared.locked {
+            defer { shared.events.removeAll() }
+            return shared.events
+        }
+        for event in events {
+            switch event {
+            case .exited(let index, let generation, let cause, let tail):
+                let s = slots[index]
+                guard generation == s.generation, !stopping else { continue }
+                workerExited(s, cause: cause, tail: tail)
+            }
+        }
+    }
+
+    private func workerExited(_ s: Slot, cause: ExitCause, tail: [String]) {
+        let pid = s.process?.pid ?? 0
+        let wasStarting = s.phase == .starting || s.phase == .opening
+        s.identity = nil
+        s.process = nil
+        if wasStarting {
+            fail(StartupDiagnosis.failure(slot: s.index, phase: s.phase, cause: cause, stderrTail: tail,
+                                          python: configuration.python, stages: configuration.stages))
+            s.phase = .stopped
+            return
+        }
+        let lost = s.inFlight
+        s.inFlight.removeAll()
+        let traceback = StartupDiagnosis.lastTraceback(tail)
+        configuration.log("isthmus: worker \(s.index) (pid \(pid)) \(cause); restarting it" + (lost.isEmpty ? "" : " and resending \(lost.count) batch\(lost.count == 1 ? "" : "es")"))
+        for var b in lost {
+            b.failures += 1
+            b.lastCause = cause.description
+            if b.failures > configuration.maxRetries {
+                fail(BridgeError(.workerFailed, "stage \(configuration.stageNames) batch \(b.sequence) rows \(rowRange(b)): worker failed \(b.failures) times (last: \(cause))", detail: traceback))
+                return
+            }
+            b.attempt += 1
+            insertQueue(b)
+        }
+        shared.locked {
+            shared.stats.restarts.append("worker \(s.index): \(cause)")
+            shared.stats.retries += lost.count
+            shared.stats.inFlight -= lost.count
+            shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count
+        }
+        do {
+            try launch(s)
+        } catch let error as BridgeError {
+            fail(error)
+        } catch {
+            fail(BridgeError(.startup, "cannot restart worker \(s.index): \(error)"))
+        }
+    }
+
+    private func checkDeadlines() {
+        let t = now()
+        for s in slots {
+            switch s.phase {
+            case .starting, .opening:
+                if t - s.launchedAt > configuration.startupTimeout {
+                    let doing = s.phase == .starting
+                        ? "waiting for HELLO (starting \(configuration.python) and importing the isthmus helper)"
+                        : "waiting for READY (importing \(configuration.stages.map(\.udf).joined(separator: ", ")) and running setup())"
+                    fail(BridgeError(.startup, "worker \(s.index) did not become ready within \(Durations.text(configuration.startupTimeout)): \(doing)",
+                                     detail: s.process?.stderrTail.suffix(10).joined(separator: "\n") ?? ""))
+                    return
+                }
+            case .ready:
+                if let timeout = configuration.batchTimeout, let oldest = s.inFlight.first {
+                    let started = Swift.max(oldest.dispatchedAt, s.lastResultAt)
+                    if t - started > timeout {
+                        s.phase = .dying
+                        s.process?.kill(reason: "timed out after \(Durations.text(timeout)) on batch \(oldest.sequence)")
+                        continue
+                    }
+                }
+                if s.inFlight.isEmpty {
+                    if t - s.lastHeard > configuration.heartbeatInterval * Double(configuration.missedHeartbeats) {
+                        s.phase = .dying
+                        s.process?.kill(reason: "missed \(configuration.missedHeartbeats) heartbeats (hung or stopped)")
+                    } else if t - s.lastHeartbeatSent >= configuration.heartbeatInterval {
+                        s.lastHeartbeatSent = t
+                        send(to: s, [Envelope(kind: .heartbeat).encoded], payload: [], json: nil)
+                    }
+                } else {
+                    s.lastHeard = t  // busy workers answer with results, not heartbeats
+                }
+            case .dying, .stopped:
+                break
+            }
+        }
+    }
+
+    // MARK: - Outbound
+
+    private func takeInbox() {
+        let fresh: [PendingBatch] = shared.locked {
+            defer { shared.inbox.removeAll() }
+            return shared.inbox
+        }
+        for b in fresh { queue.append(b) }
+    }
+
+    private func insertQueue(_ b: PendingBatch) {
+        let i = queue.firstIndex { $0.sequence > b.sequence } ?? queue.endIndex
+        queue.insert(b, at: i)
+    }
+
+    private func dispatch() {
+        guard !queue.isEmpty else { return }
+        var i = 0
+        var sent = 0
+        while i < queue.count {
+            let b = queue[i]
+            let candidates = slots.filter { $0.phase == .ready && $0.inFlight.count < configuration.credits && (b.slot == nil || b.slot == $0.index) }
+            guard let s = candidates.min(by: { $0.inFlight.count < $1.inFlight.count }) else {
+                if b.slot == nil && !slots.contains(where: { $0.phase == .ready && $0.inFlight.count < configuration.credits }) { break }
+                i += 1
+                continue
+            }
+            var batch = queue.remove(at: i)
+            let t = now()
+            if batch.sentAt == 0 { batch.sentAt = t }
+            batch.dispatchedAt = t
+            let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence)
+            send(to: s, [envelope.encoded], payload: batch.payload, json: nil)
+            s.inFlight.append(batch)
+            sent += 1
+        }
+        if sent > 0 { shared.locked { shared.stats.inFlight += sent } }
+    }
+
+    private func send(to s: Slot, _ head: [[UInt8]], payload: [Buffer], json: [UInt8]?) {
+        guard let identity = s.identity else { return }
+        var messages = [Message.copy(identity)] + head.map { Message.copy($0) }
+        if let json { messages.append(Message.copy(json)) }
+        messages += payload.map { Message(buffer: ZMQBuffer(base: $0.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: $0.count, owner: $0.storage)) }
+        do {
+            try router.send(messages)
+        } catch {
+            configuration.log("isthmus: cannot send to worker \(s.index): \(error)")
+        }
+    }
+
+    private func sendRaw(_ identity: [UInt8], _ frames: [[UInt8]]) {
+        _ = try? router.send([Message.copy(identity)] + frames.map { Message.copy($0) })
+    }
+}
+
+/// Monotonic seconds.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Formats durations for messages.
+enum Durations {
+    static func text(_ seconds: Double) -> String {
+        if seconds >= 1 { return seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s" }
+        return "\(Int((seconds * 1000).rounded()))ms"
+    }
+}
+
+/// Versions the bridge expects.
+public enum BridgeVersion {
+    /// The helper package version this host ships with.
+    public static let helper = "0.1.0"
+    /// The protocol version.
+    public static let protocolVersion = "\(Envelope.major).\(Envelope.minor)"
+}
+
+/// Short schema text for one-line messages.
+enum SchemaText {
+    static func short(_ s: Schema) -> String {
+        "(" + s.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", ") + ")"
+    }
+}
+
+/// Finds an interpreter named without a path on `PATH`.
+enum Interpreter {
+    static func resolve(_ name: String) -> String {
+        guard !name.contains("/") else { return name }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return name
+    }
+}

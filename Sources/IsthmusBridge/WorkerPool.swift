@@ -1,0 +1,176 @@
+import Foundation
+import IsthmusArrow
+import IsthmusZMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs Python stages on a pool of long-lived worker processes.
+///
+/// Threading model: one dedicated I/O thread owns the ROUTER socket and every worker's
+/// protocol state; nothing else touches the socket. `submit(_:)` (any thread) encodes the
+/// batch into zero-copy IPC pieces, waits for room in the bounded window and hands it to the
+/// I/O thread through `PoolShared`, waking it through a pipe. `next()` (any thread) waits for
+/// the next result in input order. Memory is bounded by the window: at most
+/// `workers × credits × 2` batches are submitted and not yet consumed.
+public final class WorkerPool: @unchecked Sendable {
+    // @unchecked: `shared` is guarded by its condition; `io` is touched only by the I/O thread
+    // (and by `init` before that thread starts); the remaining fields are immutable.
+    let configuration: PoolConfiguration
+    let shared = PoolShared()
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let io: PoolIO
+    private let thread: Thread
+    private let window: Int
+    private let schemaMessage: Buffer
+
+    /// Output schema the last stage declared in READY, if any.
+    public let declaredOutputSchema: Schema?
+
+    /// Starts the workers and waits until every one is READY.
+    /// Throws `BridgeError` (`.startup`, `.versionMismatch`) when they cannot start.
+    public init(_ configuration: PoolConfiguration) throws {
+        self.configuration = configuration
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw BridgeError(.startup, "cannot create a wake-up pipe: \(String(cString: strerror(errno)))") }
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+        _ = fcntl(wakeRead, F_SETFL, O_NONBLOCK)
+        _ = fcntl(wakeWrite, F_SETFL, O_NONBLOCK)
+        window = Swift.max(2, configuration.workers * configuration.credits * 2)
+        schemaMessage = BatchCodec.schemaMessage(configuration.inputSchema)
+        let io = try PoolIO(configuration: configuration, shared: shared, wakeFD: wakeRead, wakeWrite: wakeWrite, schemaMessage: schemaMessage)
+        self.io = io
+        thread = Thread { io.run() }
+        thread.name = "isthmus-pool-io"
+        thread.stackSize = 1 << 22
+        do {
+            try io.prepare()
+        } catch {
+            io.abortBeforeStart()
+            let state = shared
+            state.locked {
+                state.ioFinished = true
+                state.stopRequested = true
+            }
+            throw error
+        }
+        let ready = DispatchSemaphore(value: 0)
+        io.onReady = { ready.signal() }
+        thread.start()
+        ready.wait()
+        declaredOutputSchema = io.declaredOutputSchema
+        let state = shared
+        if let failure = state.locked({ state.failure }) {
+            waitForIOThread()
+            throw failure
+        }
+    }
+
+    deinit {
+        shutdown()
+        close(wakeRead)
+        close(wakeWrite)
+    }
+
+    private func wake() {
+        var b: UInt8 = 1
+        _ = write(wakeWrite, &b, 1)
+    }
+
+    /// Sends a batch to the workers (to `slot` when given). Blocks while the window is full
+    /// (backpressure). Throws the pool's failure if it has failed. Returns the sequence number.
+    @discardableResult
+    public func submit(_ batch: RecordBatch, rowStart: Int, slot: Int? = nil) throws -> UInt64 {
+        guard batch.schema == configuration.inputSchema else {
+            throw BridgeError(.schemaMismatch, "expected batches with schema (\(configuration.inputSchema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", "))) but found (\(batch.schema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", ")))")
+        }
+        let payload = try BatchCodec.encode(batch, schemaMessage: schemaMessage)
+        let bytes = payload.reduce(0) { $0 + $1.count }
+        let sequence: UInt64 = try shared.locked {
+            while shared.failure == nil && !shared.stopRequested && Int(shared.submitted - shared.consumed) >= window {
+                shared.condition.wait()
+            }
+            if let failure = shared.failure { throw failure }
+            if shared.stopRequested { throw BridgeError(.cancelled, "the pool was shut down") }
+            let s = shared.submitted
+            shared.submitted += 1
+            shared.inbox.append(PendingBatch(sequence: s, rowStart: rowStart, rows: batch.length, payload: payload, payloadBytes: bytes, slot: slot))
+            shared.stats.batches += 1
+            shared.stats.rowsIn += batch.length
+            shared.stats.bytesOut += bytes
+            return s
+        }
+        wake()
+        return sequence
+    }
+
+    /// Declares that no more batches will be submitted.
+    public func finishInput() {
+        shared.locked {
+            shared.inputFinished = true
+            shared.condition.broadcast()
+        }
+        wake()
+    }
+
+    /// The next result (in input order unless unordered); nil once input is finished and
+    /// every result was delivered. Throws the pool's failure.
+    public func next() throws -> PoolResult? {
+        let result: PoolResult? = try shared.locked {
+            while true {
+                if let failure = shared.failure { throw failure }
+                if configuration.ordered {
+                    if let r = shared.completed.removeValue(forKey: shared.consumed) {
+                        shared.consumed += 1
+                        shared.condition.broadcast()
+                        return r
+                    }
+                } else if !shared.completedFIFO.isEmpty {
+                    let r = shared.completedFIFO.removeFirst()
+                    shared.consumed += 1
+                    shared.condition.broadcast()
+                    return r
+                }
+                if shared.inputFinished && shared.consumed == shared.submitted { return nil }
+                if shared.ioFinished { throw BridgeError(.cancelled, "the pool stopped before every batch was answered") }
+                shared.condition.wait()
+            }
+        }
+        return result
+    }
+
+    /// A snapshot of the pool's counters.
+    public var stats: PoolStats { shared.locked { shared.stats } }
+
+    /// Number of worker slots.
+    public var workerCount: Int { configuration.workers }
+
+    /// Stops the workers (CLOSE, then SIGKILL for stragglers) and the I/O thread. Idempotent.
+    public func shutdown() {
+        let already = shared.locked { () -> Bool in
+            let was = shared.stopRequested
+            shared.stopRequested = true
+            shared.condition.broadcast()
+            return was
+        }
+        wake()
+        if !already { waitForIOThread() }
+    }
+
+    /// Fails the pool from outside (e.g. the input could not be read); wakes every waiter.
+    public func fail(_ error: BridgeError) {
+        shared.locked {
+            if shared.failure == nil { shared.failure = error }
+            shared.condition.broadcast()
+        }
+        wake()
+    }
+
+    private func waitForIOThread() {
+        shared.locked {
+            while !shared.ioFinished { shared.condition.wait() }
+        }
+    }
+}

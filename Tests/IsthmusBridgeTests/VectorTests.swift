@@ -1,0 +1,122 @@
+import Foundation
+import IsthmusArrow
+import Testing
+@testable import IsthmusBridge
+
+/// The golden vectors in bridge-protocol/vectors, decoded and re-encoded by the Swift side
+/// (the Python suite does the same with the same files).
+enum Vectors {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let folder = root.appendingPathComponent("bridge-protocol/vectors")
+
+    static func load(_ dir: URL) -> [[String: Any]] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
+            guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else { return nil }
+            return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        }
+    }
+
+    static func bytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() { out.append(UInt8(String([a, b]), radix: 16)!) }
+        return out
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+}
+
+@Suite("Protocol vectors")
+struct VectorTests {
+    @Test("there are valid and invalid vectors to check")
+    func present() {
+        #expect(Vectors.load(Vectors.folder).count >= 10)
+        #expect(Vectors.load(Vectors.folder.appendingPathComponent("invalid")).count >= 5)
+    }
+
+    @Test("every valid vector decodes to its documented meaning and re-encodes byte for byte")
+    func valid() throws {
+        for v in Vectors.load(Vectors.folder) {
+            let name = v["name"] as! String
+            let frames = (v["frames_hex"] as! [String]).map(Vectors.bytes)
+            let decoded = v["decoded"] as! [String: Any]
+            let env = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
+            #expect(env.kind.description == decoded["kind"] as? String, "\(name)")
+            #expect([Int(env.major), Int(env.minor)] == decoded["version"] as? [Int], "\(name)")
+            #expect(Int(env.flags) == decoded["flags"] as? Int, "\(name)")
+            #expect(Int(env.stage) == decoded["stage"] as? Int, "\(name)")
+            #expect(Int(env.attempt) == decoded["attempt"] as? Int, "\(name)")
+            #expect(UInt64(env.sequence) == (decoded["sequence"] as? NSNumber)?.uint64Value, "\(name)")
+            #expect(Vectors.hex(env.encoded) == Vectors.hex(frames[0]), "\(name) re-encoded")
+            let side: MessageRules.Side = (v["sender"] as? String) == "worker" ? .worker : .host
+            try MessageRules.check(env, frames: frames.count, from: side)
+            let json = frames.count > 1 ? frames[1] : []
+            switch env.kind {
+            case .hello:
+                let h = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Hello.self, $0, what: "HELLO") }
+                #expect(h.token == (decoded["json"] as! [String: Any])["token"] as? String)
+            case .ready:
+                let r = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Ready.self, $0, what: "READY") }
+                #expect(r.stages.count == ((decoded["json"] as! [String: Any])["stages"] as! [Any]).count)
+            case .open:
+                let o = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Open.self, $0, what: "OPEN") }
+                #expect(o.stages.first?.udf == (((decoded["json"] as! [String: Any])["stages"] as! [[String: Any]]).first?["udf"] as? String))
+                let schema = try IPCEncoder.decodeSchemaMessage(Buffer(frames[2]))
+                let expected = (decoded["schemas"] as! [[[String: Any]]])[0]
+                #expect(schema.fields.map(\.name) == expected.map { $0["name"] as! String })
+                #expect(schema.fields.map(\.type.description) == expected.map { $0["type"] as! String })
+            case .error:
+                let e = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.ErrorReport.self, $0, what: "ERROR") }
+                #expect(e.kind == (decoded["json"] as! [String: Any])["kind"] as? String)
+            case .batch, .result:
+                let payload = decoded["payload"] as! [String: Any]
+                let stream = Buffer(Array(frames.dropFirst().joined()))
+                let reader = try IPCStreamReader(buffer: stream)
+                var batches: [RecordBatch] = []
+                while let b = try reader.next() { batches.append(b) }
+                let expected = payload["batches"] as! [[String: Any]]
+                #expect(batches.count == expected.count, "\(name)")
+                for (b, e) in zip(batches, expected) {
+                    #expect(b.length == e["num_rows"] as? Int)
+                    let columns = e["columns"] as! [String: [Any]]
+                    for (i, f) in b.schema.fields.enumerated() {
+                        let values = columns[f.name]!
+                        for (row, want) in values.enumerated() {
+                            let got = b.columns[i].value(at: row)
+                            switch (got, want) {
+                            case (.null, is NSNull): break
+                            case (.int(let g), let w as NSNumber): #expect(g == w.int64Value)
+                            case (.float(let g), let w as NSNumber): #expect(g == w.doubleValue)
+                            case (.string(let g), let w as String): #expect(g == w)
+                            default: Issue.record("\(name): column \(f.name) row \(row): expected \(want) but found \(got)")
+                            }
+                        }
+                    }
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    @Test("every invalid vector is rejected for the documented reason")
+    func invalid() {
+        for v in Vectors.load(Vectors.folder.appendingPathComponent("invalid")) {
+            let name = v["name"] as! String
+            let frames = (v["frames_hex"] as! [String]).map(Vectors.bytes)
+            let side: MessageRules.Side = (v["sender"] as? String) == "worker" ? .worker : .host
+            do {
+                let env = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
+                try MessageRules.check(env, frames: frames.count, from: side)
+                Issue.record("\(name): expected a rejection (\(v["rejection"] ?? "")) but it was accepted")
+            } catch {
+                let reason = v["rejection"] as? String ?? ""
+                let words = ["magic": "magic", "version": "major version", "length": "24-byte envelope", "kind": "message kind",
+                             "reserved": "reserved", "frames": "frames", "direction": "expected a"]
+                #expect(error.message.contains(words[reason] ?? reason), "\(name): \(error.message)")
+                #expect(error.versionMismatch == (reason == "version"), "\(name)")
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import Testing
+import IsthmusArrow
+@testable import Isthmus
+
+private func ints(_ range: Range<Int>) -> RecordBatch {
+    try! RecordBatch(["x": ArrayData.int64(range.map { Int64($0) })])
+}
+
+private func values(_ batches: [RecordBatch]) -> [Int64] {
+    batches.flatMap { b in (0..<b.length).map { b.columns[0].int64($0)! } }
+}
+
+@Suite("Batcher: cut by rows, bytes and linger")
+struct BatcherTests {
+    @Test("a large input is sliced into full batches without copying, the rest is held")
+    func slicesLargeInput() {
+        var b = Batcher(maxRows: 4, maxBytes: 1 << 20, linger: 1)
+        let before = Buffer.bytesCopied
+        let out = b.push(ints(0..<10), now: 0)
+        #expect(out.map(\.length) == [4, 4])
+        #expect(values(out) == Array(0..<8))
+        #expect(Buffer.bytesCopied == before)
+        #expect(b.pendingRows == 2)
+        #expect(b.deadline == 1)
+        #expect(values([b.flush()!]) == [8, 9])
+    }
+
+    @Test("small inputs are gathered until the row bound")
+    func gathersSmallInputs() {
+        var b = Batcher(maxRows: 5, maxBytes: 1 << 20, linger: 10)
+        #expect(b.push(ints(0..<2), now: 0).isEmpty)
+        #expect(b.push(ints(2..<4), now: 1).isEmpty)
+        let out = b.push(ints(4..<7), now: 2)
+        #expect(out.map(\.length) == [5])
+        #expect(values(out) == [0, 1, 2, 3, 4])
+        #expect(b.pendingRows == 2)
+        #expect(b.deadline == 12)   // held since the row that started the new batch
+    }
+
+    @Test("linger expiry flushes only after the deadline")
+    func lingerExpiry() {
+        var b = Batcher(maxRows: 100, maxBytes: 1 << 20, linger: 0.005)
+        _ = b.push(ints(0..<3), now: 10)
+        #expect(b.expire(now: 10.004) == nil)
+        let flushed = b.expire(now: 10.005)
+        #expect(flushed?.length == 3)
+        #expect(b.deadline == nil)
+    }
+
+    @Test("linger zero sends every input at once")
+    func lingerZero() {
+        var b = Batcher(maxRows: 1, maxBytes: 1 << 20, linger: 0)
+        #expect(b.push(ints(0..<1), now: 0).map(\.length) == [1])
+        var c = Batcher(maxRows: 100, maxBytes: 1 << 20, linger: 0)
+        #expect(c.push(ints(0..<3), now: 0).map(\.length) == [3])
+        #expect(c.pendingRows == 0)
+    }
+
+    @Test("the byte bound limits rows per batch", arguments: [(64, 8), (16, 2), (1, 1)])
+    func byteBound(maxBytes: Int, rows: Int) {
+        var b = Batcher(maxRows: 1000, maxBytes: maxBytes, linger: 1)
+        let out = b.push(ints(0..<16), now: 0)
+        #expect(out.allSatisfy { $0.length == rows })
+        #expect(out.count == 16 / rows)
+    }
+
+    @Test("empty inputs are ignored")
+    func empty() {
+        var b = Batcher(maxRows: 10, maxBytes: 100, linger: 1)
+        #expect(b.push(ints(0..<0), now: 0).isEmpty)
+        #expect(b.flush() == nil)
+    }
+}
+
+@Suite("Hash partitioning")
+struct PartitionTests {
+    @Test("equal keys land in the same slot, every row exactly once, order kept per slot")
+    func affinity() {
+        let keys = ArrayData.utf8((0..<200).map { "k\($0 % 17)" })
+        let ids = ArrayData.int64((0..<200).map { Int64($0) })
+        let batch = try! RecordBatch(["key": keys, "id": ids])
+        let p = HashPartitioner(column: 0, slots: 3)
+        let parts = p.split(batch)
+        var slotOfKey: [String: Int] = [:]
+        var seen: [Int64] = []
+        for (slot, part) in parts {
+            var last: Int64 = -1
+            for i in 0..<part.length {
+                let k = part.columns[0].string(i)!
+                #expect(slotOfKey[k, default: slot] == slot)
+                slotOfKey[k] = slot
+                let id = part.columns[1].int64(i)!
+                #expect(id > last)
+                last = id
+                seen.append(id)
+            }
+        }
+        #expect(seen.sorted() == (0..<200).map { Int64($0) })
+        #expect(Set(slotOfKey.values).count > 1)
+    }
+
+    @Test("the hash is stable across runs (FNV-1a reference values)")
+    func stable() {
+        let a = ArrayData.utf8(["", "a"])
+        #expect(HashPartitioner.hash(a, 0) == 0xcbf2_9ce4_8422_2325)
+        #expect(HashPartitioner.hash(a, 1) == 0xaf63_dc4c_8601_ec8c)
+    }
+}
+
+@Suite("Bounded channel")
+struct ChannelTests {
+    @Test("items arrive in order, close ends the stream, a deadline times out")
+    func order() throws {
+        let c = Channel<Int>(capacity: 2)
+        #expect(c.send(1))
+        #expect(c.send(2))
+        guard case .item(1) = try c.receive() else { Issue.record("expected 1"); return }
+        guard case .item(2) = try c.receive() else { Issue.record("expected 2"); return }
+        guard case .timedOut = try c.receive(until: Date(timeIntervalSinceNow: 0.01)) else { Issue.record("expected timeout"); return }
+        c.close()
+        guard case .closed = try c.receive() else { Issue.record("expected closed"); return }
+        #expect(!c.send(3))
+    }
+
+    @Test("a failure reaches the receiver after the items before it")
+    func failure() throws {
+        struct Boom: Error {}
+        let c = Channel<Int>(capacity: 4)
+        c.send(7)
+        c.fail(Boom())
+        guard case .item(7) = try c.receive() else { Issue.record("expected 7"); return }
+        #expect(throws: Boom.self) { _ = try c.receive() }
+    }
+}
+
+import Foundation

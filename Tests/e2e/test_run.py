@@ -1,0 +1,311 @@
+"""End-to-end: the real `isthmus run` against real Python worker processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pytest
+
+from harness import isthmus_bin, python_bin, run_cli, udf
+
+
+def write_stream(path, table: pa.Table, max_chunksize: int | None = None):
+    with ipc.new_stream(str(path), table.schema) as w:
+        for b in table.to_batches(max_chunksize=max_chunksize):
+            w.write_batch(b)
+
+
+def read_any(path) -> pa.Table:
+    path = str(path)
+    if path.endswith(".arrow"):
+        return ipc.open_file(path).read_all()
+    return ipc.open_stream(path).read_all()
+
+
+def w1(n: int) -> pa.Table:
+    rng = np.random.default_rng(42)
+    return pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "x": pa.array(rng.uniform(-1, 1, n))})
+
+
+def ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\nstderr:\n{result.stderr.decode()}"
+
+
+@pytest.mark.parametrize("workers,batch_rows", [(1, 1000), (2, 4096), (4, 777), (2, 65536)])
+def test_linear_values_and_order(tmp_path, workers, batch_rows):
+    table = w1(20_000)
+    src = tmp_path / "in.arrows"
+    write_stream(src, table, max_chunksize=3000)
+    out = tmp_path / "out.arrow"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:linear",
+                "--workers", str(workers), "--batch-rows", str(batch_rows))
+    ok(r)
+    got = read_any(out)
+    assert got.column_names == ["id", "y"]
+    assert got.column("id").to_pylist() == list(range(20_000))
+    expected = pc.add(pc.multiply(table.column("x"), 2.0), 1.0)
+    assert got.column("y").combine_chunks().equals(expected.combine_chunks())
+
+
+def test_logistic_score_matches_in_process(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 10_000
+    table = pa.table({f"f{i}": pa.array(rng.standard_normal(n)) for i in range(16)})
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    out = tmp_path / "out.arrows"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:logistic",
+               "--workers", "2", "--batch-rows", "1500"))
+    got = read_any(out).column("score").to_numpy()
+    w = np.linspace(-1.0, 1.0, 16)
+    x = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(16)])
+    np.testing.assert_array_equal(got, 1.0 / (1.0 + np.exp(-(x @ w + 0.25))))
+
+
+def test_strings_with_nulls(tmp_path):
+    texts = ["hello world", None, "a b c", "", "stream of words here", None] * 500
+    table = pa.table({"text": pa.array(texts, pa.string())})
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    out = tmp_path / "out.arrows"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:text", "--workers", "2",
+               "--batch-rows", "100"))
+    got = read_any(out)
+    assert got.column("upper").to_pylist() == [t.upper() if t is not None else None for t in texts]
+    assert got.column("tokens").to_pylist() == [len(t.split(" ")) if t is not None else None for t in texts]
+
+
+def test_fused_stages(tmp_path):
+    table = w1(5000)
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    out = tmp_path / "out.arrows"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:linear",
+               "--udf", f"{udf('basic.py')}:double_y", "--workers", "2"))
+    got = read_any(out)
+    assert got.column_names == ["z"]
+    expected = [(2 * x + 1) * 2 for x in table.column("x").to_pylist()]
+    assert got.column("z").to_pylist() == expected
+
+
+def test_keep_input_and_select(tmp_path):
+    table = pa.table({"id": pa.array(range(100), pa.int64()), "x": pa.array([float(i) for i in range(100)]),
+                      "junk": pa.array(["j"] * 100)})
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    out = tmp_path / "out.arrows"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:double_x",
+               "--select", "id,x", "--keep-input", "--workers", "1"))
+    got = read_any(out)
+    assert got.column_names == ["id", "x", "x2"]
+    assert got.column("x2").to_pylist() == [2.0 * i for i in range(100)]
+
+
+def test_select_unknown_column_is_usage_error(tmp_path):
+    table = w1(10)
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    r = run_cli("run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf",
+                f"{udf('basic.py')}:linear", "--select", "id,nope")
+    assert r.returncode == 2
+    assert "'nope'" in r.stderr.decode()
+
+
+def test_keep_input_collision_is_an_error(tmp_path):
+    table = w1(100)
+    src = tmp_path / "in.arrows"
+    write_stream(src, table)
+    out = tmp_path / "out.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:echo_x", "--keep-input")
+    assert r.returncode != 0
+    assert "'x'" in r.stderr.decode()
+    assert not out.exists()
+
+
+def test_csv_to_jsonl(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,x\n" + "".join(f"{i},{i / 10}\n" for i in range(50)))
+    out = tmp_path / "out.jsonl"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:linear", "--workers", "1"))
+    lines = out.read_text().splitlines()
+    assert len(lines) == 50
+    import json
+    first = json.loads(lines[3])
+    assert first["id"] == 3 and abs(first["y"] - (2 * 0.3 + 1)) < 1e-12
+
+
+# --- failures -------------------------------------------------------------------------------
+
+def run_w1(tmp_path, ref, *extra, n=10_000, env=None, timeout=120):
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(n))
+    out = tmp_path / "out.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", ref, *extra, env=env, timeout=timeout)
+    return r, out
+
+
+def test_exception_shows_traceback_stage_batch_rows(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:raises_on_row", "--batch-rows", "1000", "--workers", "2")
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    first = err.splitlines()[0]
+    assert first.startswith("error: stage raises_on_row batch 1 rows 1000–1999")
+    assert "ValueError" in first and "bad row id 1234" in first
+    assert "Traceback" in err and 'raise ValueError(f"bad row id 1234' in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fault,cause", [("kill_once", "killed by signal 9"),
+                                         ("segfault_once", "killed by signal 11"),
+                                         ("exit_once", "exited with code 7")])
+def test_worker_death_is_retried_exactly_once_output(tmp_path, fault, cause):
+    marker = tmp_path / "marker"
+    r, out = run_w1(tmp_path, f"{udf('faults.py')}:{fault}", "--batch-rows", "1000", "--workers", "2",
+                    env={"ISTHMUS_TEST_MARKER": str(marker)})
+    assert r.returncode == 0, r.stderr.decode()
+    assert marker.exists(), "the fault never fired"
+    got = read_any(out)
+    assert got.column("id").to_pylist() == list(range(10_000))
+    err = r.stderr.decode()
+    assert cause in err
+    assert "restarting" in err
+
+
+def test_segfault_reports_python_traceback(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('faults.py')}:always_segfault", "--batch-rows", "1000", "--workers", "1",
+                    "--max-retries", "1")
+    assert r.returncode == 1
+    err = r.stderr.decode()
+    assert "worker failed 2 times (last: killed by signal 11 (segmentation fault))" in err.splitlines()[0]
+    assert "batch 5 rows 5000–5999" in err.splitlines()[0]
+    assert "always_segfault" in err  # faulthandler's traceback names the function
+
+
+def test_hang_is_killed_by_timeout_and_retried(tmp_path):
+    marker = tmp_path / "marker"
+    r, out = run_w1(tmp_path, f"{udf('faults.py')}:hang_once", "--batch-rows", "1000", "--workers", "2",
+                    "--timeout", "1s", env={"ISTHMUS_TEST_MARKER": str(marker)})
+    assert r.returncode == 0, r.stderr.decode()
+    assert "timed out after 1s" in r.stderr.decode()
+    assert read_any(out).column("id").to_pylist() == list(range(10_000))
+
+
+def test_wrong_declared_schema(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:wrong_schema", n=100)
+    assert r.returncode == 1
+    err = r.stderr.decode().splitlines()[0]
+    assert err.startswith("error: stage wrong_schema")
+    assert "int64" in err and "double" in err
+
+
+def test_wrong_return_type(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:returns_int", n=100)
+    assert r.returncode == 1
+    err = r.stderr.decode().splitlines()[0]
+    assert "returns_int" in err and "found int" in err
+
+
+def test_missing_function(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:no_such_function", n=10)
+    assert r.returncode == 2
+    err = r.stderr.decode().splitlines()[0]
+    assert "no_such_function" in err and err.startswith("error: ")
+
+
+def test_missing_udf_file(tmp_path):
+    r, out = run_w1(tmp_path, str(tmp_path / "nope.py") + ":f", n=10)
+    assert r.returncode == 2
+    assert "nope.py" in r.stderr.decode()
+
+
+def test_missing_input_file(tmp_path):
+    r = run_cli("run", "--input", str(tmp_path / "missing.arrows"), "--output", str(tmp_path / "o.arrows"),
+                "--udf", f"{udf('basic.py')}:linear")
+    assert r.returncode == 2
+    assert "missing.arrows" in r.stderr.decode()
+
+
+def test_bad_flag(tmp_path):
+    r = run_cli("run", "--input", "x.arrows", "--output", "y.arrows", "--udf", "a.py:f", "--linger", "soon")
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("error: --linger: expected a duration")
+
+
+def test_missing_package_names_the_fix(tmp_path):
+    # A bare virtualenv without the helper.
+    bare = tmp_path / "bare"
+    subprocess.run([python_bin(), "-m", "venv", "--without-pip", str(bare)], check=True)
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--python", str(bare / "bin" / "python"), n=10)
+    assert r.returncode == 2
+    err = r.stderr.decode().splitlines()[0]
+    assert "pip install" in err, err
+
+
+def test_missing_interpreter(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--python", str(tmp_path / "no-python"), n=10)
+    assert r.returncode == 2
+    assert "no-python" in r.stderr.decode()
+
+
+def test_max_result_bytes(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:explode", "--max-result-bytes", "64Ki", "--batch-rows", "1000", n=2000)
+    assert r.returncode == 1
+    assert "--max-result-bytes" in r.stderr.decode()
+
+
+def test_hash_partition_affinity(tmp_path):
+    keys = [f"k{i % 13}" for i in range(3000)]
+    table = pa.table({"key": pa.array(keys)})
+    src = tmp_path / "in.arrows"
+    write_stream(src, table, max_chunksize=250)
+    out = tmp_path / "out.arrows"
+    ok(run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('stateful.py')}:slot_of",
+               "--key", "key", "--workers", "3", "--batch-rows", "100"))
+    got = read_any(out)
+    seen: dict[str, set[int]] = {}
+    for k, s in zip(got.column("key").to_pylist(), got.column("slot").to_pylist()):
+        seen.setdefault(k, set()).add(s)
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert len({next(iter(v)) for v in seen.values()}) > 1
+    assert sorted(got.column("key").to_pylist()) == sorted(keys)
+
+
+def test_stats_file(tmp_path):
+    import json
+    stats = tmp_path / "stats.json"
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--stats", str(stats), "--batch-rows", "1000", n=5000)
+    ok(r)
+    doc = json.loads(stats.read_text())
+    assert doc["version"] == 1
+    assert doc["rows_in"] == 5000 and doc["rows_out"] == 5000
+    py = [s for s in doc["stages"] if s["kind"] == "python"][0]
+    assert py["rows_in"] == 5000 and py["batches_in"] == 5
+    assert set(py["latency_ms"]) == {"p50", "p90", "p99", "max"}
+
+
+def test_stdin_stdout_line_by_line():
+    """A driver writes one JSON line and waits for its answer before writing the next."""
+    env = dict(os.environ)
+    env.setdefault("ISTHMUS_PYTHON", python_bin())
+    p = subprocess.Popen([isthmus_bin(), "run", "--input", "-", "--from", "jsonl", "--output", "-", "--to", "jsonl",
+                          "--udf", f"{udf('basic.py')}:linear", "--batch-rows", "1", "--linger", "0", "--workers", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    import json
+    try:
+        for i in range(5):
+            p.stdin.write((json.dumps({"id": i, "x": i * 0.5}) + "\n").encode())
+            p.stdin.flush()
+            line = p.stdout.readline()
+            assert line, p.stderr.read().decode()
+            doc = json.loads(line)
+            assert doc == {"id": i, "y": i * 0.5 * 2 + 1}
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Generates the golden vectors in bridge-protocol/vectors/ (protocol 1.0).
+
+Deterministic: every pid, token, version string and value is fixed, so running
+it twice gives the same files. Arrow IPC frames are written by pyarrow.
+
+    python bridge-protocol/gen_vectors.py          # (re)write vectors/
+    python bridge-protocol/gen_vectors.py --check  # exit 1 if vectors/ differs
+
+The file format is described in vectors/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "python", "src"))
+
+import pyarrow as pa  # noqa: E402
+
+from isthmus import protocol as P  # noqa: E402
+from isthmus.errors import ProtocolError  # noqa: E402
+
+VECTORS = os.path.join(HERE, "vectors")
+
+TOKEN = "00112233445566778899aabbccddeeff"
+PID = 4242
+
+
+def env(kind: P.Kind, *, stage: int = P.NO_STAGE, attempt: int = 0, sequence: int = 0, flags: int = 0) -> bytes:
+    return P.Envelope(kind, stage, attempt, sequence, flags).encode()
+
+
+def raw_env(magic: bytes = b"ISTH", major: int = 1, minor: int = 0, kind: int = 7, flags: int = 0,
+            stage: int = P.NO_STAGE, reserved: int = 0, attempt: int = 0, sequence: int = 0) -> bytes:
+    return struct.pack("<4sBBBBHHIQ", magic, major, minor, kind, flags, stage, reserved, attempt, sequence)
+
+
+def describe_schema(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def stream(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for b in batches:
+            writer.write_batch(b)
+    return sink.getvalue().to_pybytes()
+
+
+def payload_doc(schema: pa.Schema, batches: list[pa.RecordBatch], frames: int) -> dict[str, Any]:
+    return {
+        "frames": frames,
+        "schema": describe_schema(schema),
+        "batches": [{"num_rows": b.num_rows, "columns": b.to_pydict()} for b in batches],
+    }
+
+
+def decoded(frames: list[bytes], **extra: Any) -> dict[str, Any]:
+    e = P.decode_envelope(frames[0])
+    doc: dict[str, Any] = {
+        "kind": e.kind.name,
+        "version": [e.major, e.minor],
+        "flags": e.flags,
+        "stage": e.stage,
+        "attempt": e.attempt,
+        "sequence": e.sequence,
+    }
+    doc.update(extra)
+    return doc
+
+
+def vector(name: str, description: str, sender: str, frames: list[bytes], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "sender": sender,
+        "frames_hex": [f.hex() for f in frames],
+        "decoded": decoded(frames, **extra),
+    }
+
+
+def invalid(name: str, description: str, sender: str, frames: list[bytes], rejection: str) -> dict[str, Any]:
+    try:
+        e = P.decode_envelope(frames[0])
+        P.check_frames(e.kind, len(frames), sender)
+    except ProtocolError as exc:
+        if exc.rejection != rejection:
+            raise AssertionError(f"{name}: expected rejection {rejection}, found {exc.rejection}") from None
+        error = exc.message
+    else:
+        raise AssertionError(f"{name}: expected a rejection, found none")
+    return {
+        "name": name,
+        "description": description,
+        "sender": sender,
+        "frames_hex": [f.hex() for f in frames],
+        "rejection": rejection,
+        "error": error,
+    }
+
+
+def build() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    input_schema = pa.schema([
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("x", pa.float64()),
+    ])
+    output_schema = pa.schema([
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("score", pa.float64()),
+    ])
+    in_batch = pa.record_batch(
+        [
+            pa.array([1, 2, 3], pa.int64()),
+            pa.array(["ada", None, "grace"], pa.string()),
+            pa.array([0.5, 1.25, None], pa.float64()),
+        ],
+        schema=input_schema,
+    )
+    out_batches = [
+        pa.record_batch([pa.array([1, 2], pa.int64()), pa.array([2.0, 3.5], pa.float64())], schema=output_schema),
+        pa.record_batch([pa.array([3], pa.int64()), pa.array([None], pa.float64())], schema=output_schema),
+    ]
+
+    # HELLO
+    hello = {
+        "protocol": "1.0",
+        "helper": "0.1.0",
+        "pid": PID,
+        "slot": 0,
+        "token": TOKEN,
+        "python": "3.11.7",
+        "pyarrow": "15.0.2",
+        "capabilities": ["arrow", "pandas", "numpy", "generator", "class"],
+    }
+    frames = [env(P.Kind.HELLO), P.dumps_json(hello)]
+    out["hello"] = vector("hello", "Worker greeting right after connect: versions, pid, slot, per-run token, capabilities.", "worker", frames, json=hello)
+
+    # OPEN
+    open_doc = {
+        "stages": [
+            {"name": "clean", "udf": "prep.py:clean", "options": {}},
+            {"name": "predict", "udf": "score.py:predict", "options": {"rows": "same"}},
+        ],
+        "heartbeat_ms": 1000,
+        "missed_heartbeats": 5,
+        "slot": 0,
+        "workers": 2,
+    }
+    schema_frame = input_schema.serialize().to_pybytes()
+    frames = [env(P.Kind.OPEN), P.dumps_json(open_doc), schema_frame]
+    out["open"] = vector(
+        "open",
+        "Host answer to HELLO: two fused stages, timers, and the input schema as an encapsulated Arrow IPC schema message in frame 2.",
+        "host", frames, json=open_doc, schemas=[describe_schema(input_schema)],
+    )
+
+    # READY
+    ready = {
+        "stages": [
+            {"name": "clean", "kind": "function", "input": "pandas", "has_schema": False},
+            {"name": "predict", "kind": "class", "input": "arrow", "has_schema": True},
+        ]
+    }
+    frames = [env(P.Kind.READY), P.dumps_json(ready), output_schema.serialize().to_pybytes()]
+    out["ready"] = vector(
+        "ready",
+        "Worker loaded both stages; one schema frame follows for the one stage that declares an output schema.",
+        "worker", frames, json=ready, schemas=[describe_schema(output_schema)],
+    )
+
+    # BATCH (one frame)
+    payload = stream(input_schema, [in_batch])
+    frames = [env(P.Kind.BATCH, stage=0, attempt=0, sequence=1), payload]
+    out["batch"] = vector(
+        "batch",
+        "Batch 1 (3 rows, with nulls) as one Arrow IPC stream in one frame: schema, one record batch, end-of-stream.",
+        "host", frames, payload=payload_doc(input_schema, [in_batch], 1),
+    )
+
+    # BATCH split across frames at arbitrary byte boundaries, resent (attempt 1).
+    cut1 = len(schema_frame) + 13
+    cut2 = len(payload) - 8 - 5
+    parts = [payload[:7], payload[7:cut1], payload[cut1:cut2], payload[cut2:]]
+    frames = [env(P.Kind.BATCH, stage=0, attempt=1, sequence=2), *parts]
+    out["batch_split"] = vector(
+        "batch_split",
+        "The same stream as batch sequence 2, resent (attempt 1), cut into 4 payload frames at arbitrary byte offsets; receivers concatenate the payload frames.",
+        "host", frames, payload=payload_doc(input_schema, [in_batch], len(parts)),
+    )
+
+    # RESULT with two record batches, from the last of two stages.
+    payload = stream(output_schema, out_batches)
+    frames = [env(P.Kind.RESULT, stage=1, attempt=1, sequence=2), payload]
+    out["result"] = vector(
+        "result",
+        "Result of batch 2 attempt 1 from stage 1 (the last stage): one IPC stream holding two record batches.",
+        "worker", frames, payload=payload_doc(output_schema, out_batches, 1),
+    )
+
+    # RESULT with no rows and an empty schema (a generator stage that yielded nothing yet).
+    empty = pa.schema([])
+    payload = stream(empty, [])
+    frames = [env(P.Kind.RESULT, stage=0, attempt=0, sequence=3), payload]
+    out["result_empty"] = vector(
+        "result_empty",
+        "Result of batch 3 with zero record batches and a schema without fields: a stage with no declared schema that produced nothing yet.",
+        "worker", frames, payload=payload_doc(empty, [], 1),
+    )
+
+    # ERROR (user exception with a row range)
+    error = {
+        "kind": "user",
+        "exc_type": "ValueError",
+        "message": "negative balance",
+        "traceback": 'Traceback (most recent call last):\n  File "score.py", line 12, in predict\n    raise ValueError("negative balance")\nValueError: negative balance\n',
+        "stage": "predict",
+        "row_start": 1,
+        "row_end": 2,
+        "retryable": False,
+    }
+    frames = [env(P.Kind.ERROR, stage=1, attempt=0, sequence=5), P.dumps_json(error)]
+    out["error"] = vector(
+        "error",
+        "Stage 1 raised on batch 5; the user frames of the traceback and the offending row range are reported.",
+        "worker", frames, json=error,
+    )
+
+    # ERROR during setup (instead of READY)
+    setup = {
+        "kind": "setup",
+        "exc_type": "LoaderError",
+        "message": "no UDF named 'predcit' in score.py: expected a @udf name or a function/class of that name, found UDFs predict (did you mean predict?)",
+        "traceback": "",
+        "stage": "predict",
+        "row_start": None,
+        "row_end": None,
+        "retryable": False,
+    }
+    frames = [env(P.Kind.ERROR, stage=1), P.dumps_json(setup)]
+    out["error_setup"] = vector(
+        "error_setup",
+        "Stage 1 could not be loaded; sent instead of READY (sequence 0), then the worker exits with code 3.",
+        "worker", frames, json=setup,
+    )
+
+    # HEARTBEAT both ways
+    frames = [env(P.Kind.HEARTBEAT)]
+    out["heartbeat_host"] = vector("heartbeat_host", "Host heartbeat to an idle worker: the envelope alone.", "host", frames)
+    beat = {"rss_bytes": 104857600, "batches": 42}
+    frames = [env(P.Kind.HEARTBEAT), P.dumps_json(beat)]
+    out["heartbeat_worker"] = vector(
+        "heartbeat_worker", "Worker answer to a host heartbeat: resident memory and batches served so far.", "worker", frames, json=beat
+    )
+
+    # CLOSE, rejection CLOSE, BYE
+    close = {"reason": "done"}
+    frames = [env(P.Kind.CLOSE), P.dumps_json(close)]
+    out["close"] = vector("close", "Host asks the worker to finish; the worker answers BYE and exits 0.", "host", frames, json=close)
+    reject = {"reason": "expected the per-run token of this host, found another one"}
+    frames = [env(P.Kind.CLOSE), P.dumps_json(reject)]
+    out["close_reject"] = vector(
+        "close_reject", "Host rejects a HELLO (wrong token) with CLOSE instead of OPEN; the worker prints the reason and exits 2.", "host", frames, json=reject
+    )
+    frames = [env(P.Kind.BYE)]
+    out["bye"] = vector("bye", "Worker acknowledges CLOSE; the envelope alone.", "worker", frames)
+
+    # -- invalid --------------------------------------------------------------------------
+    ok = raw_env(kind=7)
+    out["invalid/bad_magic"] = invalid(
+        "bad_magic", "Envelope magic is ISTX instead of ISTH.", "host", [raw_env(magic=b"ISTX")], "magic"
+    )
+    out["invalid/unknown_major"] = invalid(
+        "unknown_major", "Envelope from a peer speaking protocol 2.0; rejected as a version mismatch naming both versions.",
+        "worker", [raw_env(major=2, kind=1), P.dumps_json(hello)], "version",
+    )
+    out["invalid/short_envelope"] = invalid(
+        "short_envelope", "Frame 0 is 23 bytes (the last sequence byte is missing).", "host", [ok[:23]], "length"
+    )
+    out["invalid/long_envelope"] = invalid(
+        "long_envelope", "Frame 0 is 25 bytes (one trailing byte).", "host", [ok + b"\x00"], "length"
+    )
+    out["invalid/unknown_kind"] = invalid(
+        "unknown_kind", "Kind 10 is not defined in 1.0.", "host", [raw_env(kind=10)], "kind"
+    )
+    out["invalid/kind_zero"] = invalid(
+        "kind_zero", "Kind 0 is not defined.", "host", [raw_env(kind=0)], "kind"
+    )
+    out["invalid/nonzero_reserved"] = invalid(
+        "nonzero_reserved", "Reserved bytes 10..11 hold 0x0001.", "host", [raw_env(reserved=1)], "reserved"
+    )
+    out["invalid/missing_frame"] = invalid(
+        "missing_frame", "A CLOSE without its JSON frame.", "host", [env(P.Kind.CLOSE)], "frames"
+    )
+    out["invalid/wrong_direction"] = invalid(
+        "wrong_direction", "A BATCH sent by a worker (only hosts send BATCH).", "worker",
+        [env(P.Kind.BATCH, stage=0, sequence=1), stream(input_schema, [in_batch])], "direction",
+    )
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    args = parser.parse_args()
+    vectors = build()
+    stale = []
+    for name, doc in vectors.items():
+        path = os.path.join(VECTORS, name + ".json")
+        text = render(doc)
+        if args.check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    if args.check:
+        if stale:
+            print(f"vectors differ from gen_vectors.py output: {', '.join(stale)}", file=sys.stderr)
+            return 1
+        print(f"{len(vectors)} vectors up to date")
+        return 0
+    print(f"wrote {len(vectors)} vectors to {os.path.relpath(VECTORS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,545 @@
+"""The Isthmus bridge protocol, version 1.0: envelopes, message kinds, JSON documents.
+
+This module is pure standard library so that it can be imported (and the
+golden vectors checked) without pyarrow or pyzmq. The normative description is
+``bridge-protocol/PROTOCOL.md``; this module follows it exactly.
+
+Every message is a multipart ZeroMQ message whose frame 0 is a 24-byte
+little-endian envelope::
+
+    offset size field
+    0      4    magic     "ISTH" (49 53 54 48)
+    4      1    major     1
+    5      1    minor     0
+    6      1    kind      1..9
+    7      1    flags     bit 0 LAST (reserved); unknown bits are ignored
+    8      2    stage     u16, 0xFFFF = no stage
+    10     2    reserved  must be 0
+    12     4    attempt   u32
+    16     8    sequence  u64
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._version import PROTOCOL_MAJOR, PROTOCOL_MINOR, PROTOCOL_VERSION
+from .errors import ProtocolError, VersionMismatch
+
+__all__ = [
+    "MAGIC",
+    "ENVELOPE_SIZE",
+    "NO_STAGE",
+    "FLAG_LAST",
+    "EOS_MARKER",
+    "CONTINUATION",
+    "PROTOCOL_MAJOR",
+    "PROTOCOL_MINOR",
+    "PROTOCOL_VERSION",
+    "ERROR_KINDS",
+    "INPUT_FORMATS",
+    "STAGE_KINDS",
+    "Kind",
+    "HOST_KINDS",
+    "WORKER_KINDS",
+    "Envelope",
+    "encode_envelope",
+    "decode_envelope",
+    "peek_version",
+    "salvage_sequence",
+    "check_frames",
+    "dumps_json",
+    "loads_json",
+    "StageRef",
+    "Hello",
+    "Open",
+    "StageInfo",
+    "Ready",
+    "ErrorReport",
+    "HeartbeatReport",
+    "parse_hello",
+    "parse_open",
+    "parse_ready",
+    "parse_error",
+    "parse_heartbeat",
+    "parse_close",
+    "parse_token",
+    "version_mismatch_message",
+]
+
+#: Envelope magic, the ASCII bytes "ISTH".
+MAGIC: Final = b"ISTH"
+#: Size of frame 0 of every message.
+ENVELOPE_SIZE: Final = 24
+#: ``stage`` value meaning "this message concerns no particular stage".
+NO_STAGE: Final = 0xFFFF
+#: Flag bit 0, reserved for future streaming (must be 0 in 1.0).
+FLAG_LAST: Final = 0x01
+#: The Arrow IPC end-of-stream marker: continuation token and a zero length.
+EOS_MARKER: Final = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+#: The Arrow IPC continuation token that starts every encapsulated message.
+CONTINUATION: Final = b"\xff\xff\xff\xff"
+
+#: Values of the ``kind`` field of an ERROR document.
+ERROR_KINDS: Final = ("user", "schema", "setup", "oom", "protocol")
+#: Input formats a stage may request.
+INPUT_FORMATS: Final = ("arrow", "pandas", "numpy")
+#: Calling conventions a loaded stage may have.
+STAGE_KINDS: Final = ("function", "class", "generator")
+
+_STRUCT: Final = struct.Struct("<4sBBBBHHIQ")
+assert _STRUCT.size == ENVELOPE_SIZE
+
+
+class Kind(enum.IntEnum):
+    """Message kinds of protocol 1.0."""
+
+    HELLO = 1  #: worker -> host: version, pid, token, capabilities
+    OPEN = 2  #: host -> worker: stages, timers, input schema
+    READY = 3  #: worker -> host: stages loaded, declared output schemas
+    BATCH = 4  #: host -> worker: one record batch as an Arrow IPC stream
+    RESULT = 5  #: worker -> host: the result of one batch as an Arrow IPC stream
+    ERROR = 6  #: worker -> host: a structured failure
+    HEARTBEAT = 7  #: both ways: liveness; the worker's carries rss and batch count
+    CLOSE = 8  #: host -> worker: stop (or reject the HELLO)
+    BYE = 9  #: worker -> host: acknowledges CLOSE, the worker exits
+
+
+#: Kinds a host may send.
+HOST_KINDS: Final = frozenset({Kind.OPEN, Kind.BATCH, Kind.HEARTBEAT, Kind.CLOSE})
+#: Kinds a worker may send.
+WORKER_KINDS: Final = frozenset(
+    {Kind.HELLO, Kind.READY, Kind.RESULT, Kind.ERROR, Kind.HEARTBEAT, Kind.BYE}
+)
+
+# (minimum, maximum or None) number of frames including the envelope, by sender.
+_HOST_FRAMES: Final = {
+    Kind.OPEN: (3, 3),
+    Kind.BATCH: (2, None),
+    Kind.HEARTBEAT: (1, 1),
+    Kind.CLOSE: (2, 2),
+}
+_WORKER_FRAMES: Final = {
+    Kind.HELLO: (2, 2),
+    Kind.READY: (2, None),
+    Kind.RESULT: (2, None),
+    Kind.ERROR: (2, 2),
+    Kind.HEARTBEAT: (2, 2),
+    Kind.BYE: (1, 1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Frame 0 of a message, decoded."""
+
+    kind: Kind
+    stage: int = NO_STAGE
+    attempt: int = 0
+    sequence: int = 0
+    flags: int = 0
+    major: int = PROTOCOL_MAJOR
+    minor: int = PROTOCOL_MINOR
+
+    def encode(self) -> bytes:
+        """The 24 bytes of this envelope."""
+        return _STRUCT.pack(
+            MAGIC,
+            self.major,
+            self.minor,
+            int(self.kind),
+            self.flags,
+            self.stage,
+            0,
+            self.attempt,
+            self.sequence,
+        )
+
+    @staticmethod
+    def decode(frame: bytes | bytearray | memoryview) -> "Envelope":
+        """Decodes and validates frame 0; see :func:`decode_envelope`."""
+        return decode_envelope(frame)
+
+
+def encode_envelope(
+    kind: int, *, stage: int = NO_STAGE, attempt: int = 0, sequence: int = 0, flags: int = 0
+) -> bytes:
+    """Encodes an envelope of this side's protocol version (the fast path)."""
+    return _STRUCT.pack(
+        MAGIC, PROTOCOL_MAJOR, PROTOCOL_MINOR, kind, flags, stage, 0, attempt, sequence
+    )
+
+
+def decode_envelope(frame: bytes | bytearray | memoryview) -> Envelope:
+    """Decodes frame 0 and checks it, in this order: size, magic, major version,
+    reserved bytes, kind. Raises :class:`ProtocolError` (``VersionMismatch`` for
+    another major version) with an "expected X, found Y" message."""
+    n = len(frame)
+    if n != ENVELOPE_SIZE:
+        raise ProtocolError(
+            f"expected a {ENVELOPE_SIZE}-byte envelope in frame 0, found {n} bytes", "length"
+        )
+    magic, major, minor, kind, flags, stage, reserved, attempt, sequence = _STRUCT.unpack(frame)
+    if magic != MAGIC:
+        raise ProtocolError(
+            f"expected envelope magic 49 53 54 48 (\"ISTH\"), found {bytes(magic).hex(' ')}",
+            "magic",
+        )
+    if major != PROTOCOL_MAJOR:
+        raise VersionMismatch(
+            f"expected protocol major version {PROTOCOL_MAJOR} (this side speaks "
+            f"{PROTOCOL_VERSION}), found {major}.{minor}",
+            major,
+            minor,
+        )
+    if reserved != 0:
+        raise ProtocolError(
+            f"expected reserved envelope bytes 10..11 to be 0, found 0x{reserved:04x}", "reserved"
+        )
+    if not 1 <= kind <= 9:
+        raise ProtocolError(f"expected a message kind 1..9, found {kind}", "kind")
+    return Envelope(Kind(kind), stage, attempt, sequence, flags, major, minor)
+
+
+def peek_version(frame: bytes | bytearray | memoryview) -> tuple[int, int, int] | None:
+    """``(major, minor, kind)`` of any envelope with the right magic and at least
+    8 bytes, whatever its version; ``None`` otherwise. Bytes 0..7 are frozen for
+    every protocol version so that a peer can always tell who it is talking to."""
+    if len(frame) < 8 or bytes(frame[:4]) != MAGIC:
+        return None
+    b = bytes(frame[4:7])
+    return b[0], b[1], b[2]
+
+
+def salvage_sequence(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """``(attempt, sequence)`` of an envelope that failed validation, when the
+    envelope is readable (24 bytes, right magic, same major); else ``(0, 0)``."""
+    if len(frame) != ENVELOPE_SIZE:
+        return 0, 0
+    magic, major, _minor, _kind, _flags, _stage, _res, attempt, sequence = _STRUCT.unpack(frame)
+    if magic != MAGIC or major != PROTOCOL_MAJOR:
+        return 0, 0
+    return attempt, sequence
+
+
+def check_frames(kind: Kind, count: int, sender: str) -> None:
+    """Checks the number of frames (envelope included) of a message of ``kind``
+    sent by ``sender`` ("host" or "worker")."""
+    table = _HOST_FRAMES if sender == "host" else _WORKER_FRAMES
+    bounds = table.get(kind)
+    if bounds is None:
+        allowed = ", ".join(k.name for k in sorted(table))
+        raise ProtocolError(
+            f"expected a {sender} message ({allowed}), found {kind.name}", "direction"
+        )
+    low, high = bounds
+    if count < low or (high is not None and count > high):
+        want = str(low) if low == high else (f"at least {low}" if high is None else f"{low}..{high}")
+        raise ProtocolError(
+            f"expected {want} frames in a {kind.name} message from the {sender}, found {count}",
+            "frames",
+        )
+
+
+def dumps_json(doc: Any) -> bytes:
+    """The canonical JSON encoding used on the wire and in the golden vectors:
+    UTF-8, keys sorted, no whitespace, non-ASCII and "/" not escaped."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def loads_json(frame: bytes | bytearray | memoryview, where: str) -> dict[str, Any]:
+    """Decodes a JSON object frame; ``where`` names it in errors ("frame 1 of OPEN")."""
+    try:
+        doc = json.loads(bytes(frame))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"expected a UTF-8 JSON object in {where}, found invalid JSON ({exc})", "json") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(
+            f"expected a JSON object in {where}, found {type(doc).__name__}", "json"
+        )
+    return doc
+
+
+# -- JSON documents -----------------------------------------------------------------------
+
+
+def _field(doc: dict[str, Any], key: str, typ: type | tuple[type, ...], what: str, default: Any = ...) -> Any:
+    if key not in doc:
+        if default is ...:
+            raise ProtocolError(f"expected field {key!r} in the {what} document, found none", "field")
+        return default
+    value = doc[key]
+    bad_bool = isinstance(value, bool) and typ in (int, (int, type(None)))
+    if bad_bool or not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ProtocolError(
+            f"expected field {key!r} of the {what} document to be {names}, found {json.dumps(value)[:80]}",
+            "field",
+        )
+    return value
+
+
+def _positive(value: int, key: str, what: str) -> int:
+    if value <= 0:
+        raise ProtocolError(f"expected field {key!r} of the {what} document to be > 0, found {value}", "field")
+    return value
+
+
+def parse_token(value: str) -> str:
+    """Checks a per-run token: 32 lowercase or uppercase hex digits."""
+    if len(value) != 32 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ProtocolError(f"expected a token of 32 hex digits, found {len(value)} characters", "field")
+    return value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The HELLO document."""
+
+    protocol: str
+    helper: str
+    pid: int
+    slot: int
+    token: str
+    python: str
+    pyarrow: str
+    capabilities: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "helper": self.helper,
+            "pid": self.pid,
+            "slot": self.slot,
+            "token": self.token,
+            "python": self.python,
+            "pyarrow": self.pyarrow,
+            "capabilities": list(self.capabilities),
+        }
+
+
+def parse_hello(doc: dict[str, Any]) -> Hello:
+    what = "HELLO"
+    caps = _field(doc, "capabilities", list, what)
+    if not all(isinstance(c, str) for c in caps):
+        raise ProtocolError("expected HELLO capabilities to be strings, found another type", "field")
+    return Hello(
+        protocol=_field(doc, "protocol", str, what),
+        helper=_field(doc, "helper", str, what),
+        pid=_field(doc, "pid", int, what),
+        slot=_field(doc, "slot", int, what),
+        token=_field(doc, "token", str, what),
+        python=_field(doc, "python", str, what),
+        pyarrow=_field(doc, "pyarrow", str, what),
+        capabilities=tuple(caps),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StageRef:
+    """One entry of OPEN ``stages``: a name for messages and a UDF reference."""
+
+    name: str
+    udf: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "udf": self.udf, "options": dict(self.options)}
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """The OPEN document (frame 1); the input schema travels in frame 2."""
+
+    stages: tuple[StageRef, ...]
+    heartbeat_ms: int = 1000
+    missed_heartbeats: int = 5
+    slot: int = 0
+    workers: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stages": [s.to_json() for s in self.stages],
+            "heartbeat_ms": self.heartbeat_ms,
+            "missed_heartbeats": self.missed_heartbeats,
+            "slot": self.slot,
+            "workers": self.workers,
+        }
+
+
+def parse_open(doc: dict[str, Any]) -> Open:
+    what = "OPEN"
+    raw = _field(doc, "stages", list, what)
+    if not raw:
+        raise ProtocolError("expected at least one stage in OPEN, found 0", "field")
+    if len(raw) >= NO_STAGE:
+        raise ProtocolError(f"expected fewer than {NO_STAGE} stages in OPEN, found {len(raw)}", "field")
+    stages = []
+    for i, s in enumerate(raw):
+        if not isinstance(s, dict):
+            raise ProtocolError(f"expected OPEN stages[{i}] to be an object, found {type(s).__name__}", "field")
+        w = f"OPEN stages[{i}]"
+        stages.append(
+            StageRef(
+                name=_field(s, "name", str, w),
+                udf=_field(s, "udf", str, w),
+                options=_field(s, "options", dict, w, {}),
+            )
+        )
+    return Open(
+        stages=tuple(stages),
+        heartbeat_ms=_positive(_field(doc, "heartbeat_ms", int, what, 1000), "heartbeat_ms", what),
+        missed_heartbeats=_positive(
+            _field(doc, "missed_heartbeats", int, what, 5), "missed_heartbeats", what
+        ),
+        slot=_field(doc, "slot", int, what, 0),
+        workers=_field(doc, "workers", int, what, 1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StageInfo:
+    """One entry of READY ``stages``."""
+
+    name: str
+    kind: str
+    input: str
+    has_schema: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "input": self.input, "has_schema": self.has_schema}
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The READY document; declared schemas follow as frames 2.. in stage order."""
+
+    stages: tuple[StageInfo, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stages": [s.to_json() for s in self.stages]}
+
+    @property
+    def schema_frames(self) -> int:
+        """How many schema frames follow the document."""
+        return sum(1 for s in self.stages if s.has_schema)
+
+
+def parse_ready(doc: dict[str, Any]) -> Ready:
+    raw = _field(doc, "stages", list, "READY")
+    stages = []
+    for i, s in enumerate(raw):
+        if not isinstance(s, dict):
+            raise ProtocolError(f"expected READY stages[{i}] to be an object, found {type(s).__name__}", "field")
+        w = f"READY stages[{i}]"
+        kind = _field(s, "kind", str, w)
+        if kind not in STAGE_KINDS:
+            raise ProtocolError(f"expected {w} kind to be one of {', '.join(STAGE_KINDS)}, found {kind!r}", "field")
+        fmt = _field(s, "input", str, w)
+        if fmt not in INPUT_FORMATS:
+            raise ProtocolError(f"expected {w} input to be one of {', '.join(INPUT_FORMATS)}, found {fmt!r}", "field")
+        stages.append(StageInfo(_field(s, "name", str, w), kind, fmt, _field(s, "has_schema", bool, w)))
+    return Ready(tuple(stages))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """The ERROR document."""
+
+    kind: str
+    exc_type: str
+    message: str
+    traceback: str = ""
+    stage: str | None = None
+    row_start: int | None = None
+    row_end: int | None = None
+    retryable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "exc_type": self.exc_type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "stage": self.stage,
+            "row_start": self.row_start,
+            "row_end": self.row_end,
+            "retryable": self.retryable,
+        }
+
+
+def parse_error(doc: dict[str, Any]) -> ErrorReport:
+    what = "ERROR"
+    kind = _field(doc, "kind", str, what)
+    if kind not in ERROR_KINDS:
+        raise ProtocolError(f"expected ERROR kind to be one of {', '.join(ERROR_KINDS)}, found {kind!r}", "field")
+    return ErrorReport(
+        kind=kind,
+        exc_type=_field(doc, "exc_type", str, what),
+        message=_field(doc, "message", str, what),
+        traceback=_field(doc, "traceback", str, what, ""),
+        stage=_field(doc, "stage", (str, type(None)), what, None),
+        row_start=_field(doc, "row_start", (int, type(None)), what, None),
+        row_end=_field(doc, "row_end", (int, type(None)), what, None),
+        retryable=_field(doc, "retryable", bool, what, False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReport:
+    """The worker's HEARTBEAT document."""
+
+    rss_bytes: int
+    batches: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rss_bytes": self.rss_bytes, "batches": self.batches}
+
+
+def parse_heartbeat(doc: dict[str, Any]) -> HeartbeatReport:
+    return HeartbeatReport(
+        rss_bytes=_field(doc, "rss_bytes", int, "HEARTBEAT"),
+        batches=_field(doc, "batches", int, "HEARTBEAT"),
+    )
+
+
+def parse_close(doc: dict[str, Any]) -> str:
+    """The ``reason`` of a CLOSE document ("" when absent)."""
+    reason = doc.get("reason", "")
+    return reason if isinstance(reason, str) else json.dumps(reason)
+
+
+def version_mismatch_message(
+    host_version: str,
+    worker_version: str,
+    *,
+    python: str = "python",
+    helper: str | None = None,
+    requirement: str | None = None,
+) -> str:
+    """The rejection text both sides use when major versions differ: it names both
+    versions and the command that fixes it. ``requirement`` is the pip requirement
+    of the helper that matches the host (e.g. ``"isthmus==0.1.0"``) when known;
+    otherwise the fix is an upgrade when the worker is older, a matching
+    install when it is newer."""
+    try:
+        host_major = int(host_version.split(".", 1)[0])
+        worker_major = int(worker_version.split(".", 1)[0])
+    except ValueError:
+        host_major = worker_major = 0
+    helper_part = f" (isthmus {helper})" if helper else ""
+    if requirement:
+        fix = f"{python} -m pip install '{requirement}'"
+    elif worker_major < host_major:
+        fix = f"{python} -m pip install --upgrade isthmus"
+    else:
+        fix = f"{python} -m pip install 'isthmus<{helper or '0'}' (a release that speaks {host_major}.x)"
+    return (
+        f"protocol version mismatch: expected a worker helper that speaks protocol "
+        f"{host_major}.x (the host speaks {host_version}), found one that speaks "
+        f"{worker_version}{helper_part}; fix: {fix}"
+    )

@@ -1,0 +1,764 @@
+"""The worker side of the bridge protocol: stages, the generator feeder, the loop.
+
+``isthmus.worker`` is the process entry point (arguments, environment, parent
+death, dependency checks); this module is the loop itself, importable in a
+process that already has pyarrow and pyzmq (the in-process test harness runs
+it in a thread).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import zmq
+
+from . import protocol as P
+from ._tb import exc_type_name, format_user_traceback
+from ._version import HELPER_VERSION, PROTOCOL_VERSION
+from .adapters import OutputNormalizer, combine, format_schema, has_dictionary, input_converter
+from .errors import LoaderError, ProtocolError, RowError, SchemaError
+from .loader import LoadedUDF, resolve
+
+__all__ = [
+    "WorkerConfig",
+    "Worker",
+    "Stage",
+    "StageFailure",
+    "StreamEncoder",
+    "read_single_batch",
+    "read_stream",
+    "as_aligned_buffer",
+    "capabilities",
+    "rss_bytes",
+    "warm_up",
+    "EXIT_OK",
+    "EXIT_INTERNAL",
+    "EXIT_USAGE",
+    "EXIT_SETUP",
+    "EXIT_HOST_LOST",
+    "EXIT_PARENT_DIED",
+]
+
+#: Exit codes of a worker process (see PROTOCOL.md, "Worker exit codes").
+EXIT_OK = 0  #: CLOSE received, BYE sent
+EXIT_INTERNAL = 1  #: a bug in the helper (traceback on stderr)
+EXIT_USAGE = 2  #: bad arguments, rejected by the host, version mismatch
+EXIT_SETUP = 3  #: missing package, UDF failed to load, setup() raised
+EXIT_HOST_LOST = 4  #: no message from the host within the idle or handshake limit
+EXIT_PARENT_DIED = 70  #: the process that started the worker went away
+
+_EMPTY_SCHEMA = pa.schema([])
+
+
+def log(message: str) -> None:
+    """One line on stderr, prefixed like every line the helper itself writes."""
+    try:
+        sys.stderr.write(f"isthmus-worker: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# -- Arrow IPC helpers ----------------------------------------------------------------------
+
+
+def as_aligned_buffer(frames: list[Any]) -> pa.Buffer:
+    """The payload frames as one 8-byte-aligned pyarrow buffer.
+
+    One frame is used in place (zero copy; the buffer keeps the ZeroMQ message
+    alive) when it is aligned. libzmq hands out small received messages at
+    arbitrary offsets inside its receive buffer, and Arrow buffers must be
+    8-byte aligned, so a misaligned frame is copied once (it is small: large
+    messages get their own allocation). Several frames are joined (one copy).
+    """
+    if len(frames) == 1:
+        f = frames[0]
+        buf = pa.py_buffer(f.buffer if isinstance(f, zmq.Frame) else f)
+        if buf.address & 7:
+            buf = pa.py_buffer(buf.to_pybytes())
+        return buf
+    buf = pa.py_buffer(b"".join(f.buffer if isinstance(f, zmq.Frame) else f for f in frames))
+    if buf.address & 7:  # not expected: CPython aligns bytes data to 16
+        buf = pa.py_buffer(bytearray(buf))
+    return buf
+
+
+def _frame_buffer(f: Any) -> pa.Buffer:
+    return pa.py_buffer(f.buffer if isinstance(f, zmq.Frame) else f)
+
+
+def _read_aligned(frames: list[Any]) -> tuple[pa.Schema, list[pa.RecordBatch]] | None:
+    """Reads a payload whose frames are aligned to IPC messages (schema, one frame
+    per record batch message, end-of-stream), every batch in place; ``None`` when
+    the frames are cut differently, hold dictionaries, or are not 8-byte aligned."""
+    if len(frames) < 2:
+        return None
+    bufs = [_frame_buffer(f) for f in frames]
+    last = bufs[-1]
+    if last.size != 8 or last.to_pybytes() != P.EOS_MARKER:
+        return None
+    for b in bufs[:-1]:
+        if b.address & 7 or b.size < 8 or b.size % 8:
+            return None
+    try:
+        head = pa.ipc.read_message(bufs[0])
+        if head.type != "schema" or 8 + head.metadata.size != bufs[0].size:
+            return None
+        schema = pa.ipc.read_schema(head)
+        batches = []
+        for b in bufs[1:-1]:
+            msg = pa.ipc.read_message(b)
+            body = msg.body.size if msg.body is not None else 0
+            if msg.type != "record batch" or 8 + msg.metadata.size + body != b.size:
+                return None
+            batches.append(pa.ipc.read_record_batch(msg, schema))
+    except (pa.ArrowException, OSError, ValueError):
+        return None  # let the general path report the error
+    return schema, batches
+
+
+def read_single_batch(frames: list[Any]) -> pa.RecordBatch:
+    """Decodes a BATCH payload: one IPC stream holding exactly one record batch."""
+    if len(frames) > 2:
+        aligned = _read_aligned(frames)
+        if aligned is not None and len(aligned[1]) == 1:
+            return aligned[1][0]
+    try:
+        reader = pa.ipc.open_stream(as_aligned_buffer(frames))
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            raise ProtocolError("expected exactly one record batch in the BATCH stream, found 0") from None
+        try:
+            reader.read_next_batch()
+        except StopIteration:
+            return batch
+        raise ProtocolError("expected exactly one record batch in the BATCH stream, found more")
+    except ProtocolError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ProtocolError(f"expected an Arrow IPC stream in the BATCH payload, found undecodable bytes: {exc}") from None
+
+
+def read_stream(frames: list[Any]) -> pa.Table:
+    """Decodes a RESULT payload: one IPC stream with zero or more record batches."""
+    if len(frames) > 2:
+        aligned = _read_aligned(frames)
+        if aligned is not None:
+            table = pa.Table.from_batches(aligned[1], schema=aligned[0])
+            table.validate()
+            return table
+    try:
+        table = pa.ipc.open_stream(as_aligned_buffer(frames)).read_all()
+        table.validate()
+        return table
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ProtocolError(f"expected an Arrow IPC stream in the RESULT payload, found undecodable bytes: {exc}") from None
+
+
+#: Payloads up to this size are joined into one frame (pyzmq copies frames this
+#: small anyway, and every extra frame costs more than the copy).
+_JOIN_LIMIT = 64 * 1024
+
+
+class StreamEncoder:
+    """Encodes record batches as the frames of one Arrow IPC stream.
+
+    A payload up to 64 KiB is one frame. A larger one is sent without further
+    copies, as frames aligned to IPC messages: the schema message, one
+    encapsulated message per batch, the end-of-stream marker. The serialized
+    schema is cached, so a steady stream of results pays only for its batches.
+    Schemas with dictionary-encoded fields go through ``pyarrow.ipc.new_stream``
+    (one frame) because they need dictionary batches.
+    """
+
+    __slots__ = ("_schema", "_schema_frame", "_dict")
+
+    def __init__(self) -> None:
+        self._schema: pa.Schema | None = None
+        self._schema_frame: pa.Buffer | None = None
+        self._dict = False
+
+    def encode(self, schema: pa.Schema, batches: list[pa.RecordBatch]) -> list[Any]:
+        if self._schema is None or not (schema is self._schema or schema.equals(self._schema, check_metadata=True)):
+            self._schema = schema
+            self._schema_frame = schema.serialize()
+            self._dict = has_dictionary(schema)
+        if self._dict:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, schema) as writer:
+                for b in batches:
+                    writer.write_batch(b)
+            return [sink.getvalue()]
+        frames: list[Any] = [self._schema_frame]
+        size = len(self._schema_frame) + len(P.EOS_MARKER)  # type: ignore[arg-type]
+        for b in batches:
+            buf = b.serialize()
+            size += buf.size
+            frames.append(buf)
+        frames.append(P.EOS_MARKER)
+        if size <= _JOIN_LIMIT:
+            # Each extra frame costs more than copying a small payload once.
+            return [b"".join(frames)]
+        return frames
+
+
+# -- Stages ---------------------------------------------------------------------------------
+
+
+class StageFailure(Exception):
+    """A stage failed on a batch; carries the ERROR document fields."""
+
+    def __init__(self, index: int, report: P.ErrorReport) -> None:
+        super().__init__(report.message)
+        self.index = index
+        self.report = report
+
+
+_OUT, _NEED, _DONE, _ERR = 0, 1, 2, 3
+_END = object()
+
+
+class _GeneratorFeeder:
+    """Runs an iterator UDF once per worker in a helper thread.
+
+    The UDF gets an iterator of inputs. After the worker hands it batch *k*,
+    everything it yields until it asks for batch *k+1* (or returns) is the
+    result of batch *k*. Two queues carry the hand-off; the worker thread
+    blocks while the UDF runs, so at most one of them is busy at a time.
+    """
+
+    def __init__(self, target: Callable[[Iterator[Any]], Iterator[Any]], name: str) -> None:
+        self._target = target
+        self._name = name
+        self._in: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._delivered = False
+        self._finished = False
+
+    def _inputs(self) -> Iterator[Any]:
+        while True:
+            if self._delivered:
+                self._out.put((_NEED, None))
+            item = self._in.get()
+            if item is _END:
+                return
+            self._delivered = True
+            yield item
+
+    def _run(self) -> None:
+        try:
+            for value in self._target(self._inputs()):
+                self._out.put((_OUT, value))
+            self._out.put((_DONE, None))
+        except BaseException as exc:  # handed to the worker thread
+            self._out.put((_ERR, exc))
+
+    def _start(self) -> None:
+        self._in = queue.SimpleQueue()
+        self._out = queue.SimpleQueue()
+        self._delivered = False
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name=f"isthmus-udf-{self._name}", daemon=True)
+        self._thread.start()
+
+    def feed(self, item: Any) -> list[Any]:
+        """Gives the UDF one input and returns what it yielded for it."""
+        if self._thread is None:
+            self._start()
+        elif self._finished:
+            self._thread = None
+            raise RuntimeError(
+                f"expected the generator of stage {self._name} to take every input batch, "
+                f"found that it returned before taking this one (an iterator UDF must "
+                f"consume its whole input)"
+            )
+        self._in.put(item)
+        outputs = []
+        while True:
+            tag, value = self._out.get()
+            if tag == _OUT:
+                outputs.append(value)
+            elif tag == _NEED:
+                return outputs
+            elif tag == _DONE:
+                self._finished = True
+                return outputs
+            else:
+                self._thread = None  # the generator is dead; the next batch starts a new one
+                raise value
+
+    def finish(self, timeout: float = 5.0) -> int:
+        """Ends the input; returns how many outputs yielded after it were dropped."""
+        if self._thread is None or self._finished:
+            return 0
+        self._in.put(_END)
+        dropped = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                tag, _ = self._out.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if tag == _OUT:
+                dropped += 1
+            elif tag in (_DONE, _ERR):
+                break
+        self._thread = None
+        return dropped
+
+
+@dataclass
+class Stage:
+    """One loaded stage of the fused chain."""
+
+    index: int
+    name: str
+    udf: LoadedUDF
+    rows_same: bool = False
+    convert: Callable[[pa.RecordBatch], Any] = field(init=False)
+    normalize: OutputNormalizer = field(init=False)
+    feeder: _GeneratorFeeder | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        spec = self.udf.spec
+        self.convert = input_converter(spec.input)
+        role = {"generator": "generator", "class": "__call__"}.get(spec.kind, "function")
+        self.normalize = OutputNormalizer(self.name, spec.schema, role)
+        if spec.kind == "generator":
+            self.feeder = _GeneratorFeeder(self.udf.target, self.name)
+
+    @property
+    def info(self) -> P.StageInfo:
+        spec = self.udf.spec
+        return P.StageInfo(self.name, spec.kind, spec.input, spec.schema is not None)
+
+    def run(self, batch: pa.RecordBatch) -> tuple[list[pa.RecordBatch], pa.Schema]:
+        """Runs the UDF on one batch; raises StageFailure."""
+        try:
+            arg = self.convert(batch)
+            if self.feeder is not None:
+                values = self.feeder.feed(arg)
+            else:
+                values = [self.udf.target(arg)]
+            out: list[pa.RecordBatch] = []
+            schema: pa.Schema | None = None
+            for v in values:
+                part = self.normalize(v)
+                s = self.normalize.schema
+                if schema is None:
+                    schema = s
+                elif s is not None and not s.equals(schema):
+                    raise self.normalize.fail(
+                        f"expected every output for one batch to share a schema, found "
+                        f"{format_schema(schema)} and then {format_schema(s)}"
+                    )
+                out.extend(part)
+            if schema is None:
+                schema = self.normalize.schema or _EMPTY_SCHEMA
+            if self.rows_same:
+                rows = sum(b.num_rows for b in out)
+                if rows != batch.num_rows:
+                    raise self.normalize.fail(
+                        f"expected {batch.num_rows} output rows (option rows=same), found {rows}"
+                    )
+            return out, schema
+        except SchemaError as exc:
+            raise StageFailure(self.index, P.ErrorReport("schema", "SchemaError", str(exc), "", self.name)) from None
+        except MemoryError as exc:
+            raise StageFailure(self.index, self._report("oom", exc, retryable=True)) from None
+        except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+            raise StageFailure(self.index, self._report("user", exc)) from None
+
+    def _report(self, kind: str, exc: BaseException, retryable: bool = False) -> P.ErrorReport:
+        message = str(exc)
+        if isinstance(exc, SystemExit):
+            message = f"the UDF called sys.exit({exc.code!r})"
+        elif kind == "oom" and not message:
+            message = "out of memory" + (
+                f" (ISTHMUS_MEMORY_LIMIT={os.environ['ISTHMUS_MEMORY_LIMIT']})"
+                if os.environ.get("ISTHMUS_MEMORY_LIMIT")
+                else ""
+            )
+        start = end = None
+        if isinstance(exc, RowError):
+            start, end = exc.row_start, exc.row_end
+        return P.ErrorReport(
+            kind, exc_type_name(exc), message, format_user_traceback(exc), self.name, start, end, retryable
+        )
+
+    def close(self) -> None:
+        if self.feeder is not None:
+            dropped = self.feeder.finish()
+            if dropped:
+                log(f"stage {self.name}: dropped {dropped} outputs the generator yielded after its input ended")
+        try:
+            self.udf.teardown()
+        except Exception as exc:
+            log(f"stage {self.name}: teardown() failed: {exc_type_name(exc)}: {exc}")
+
+
+# -- Environment helpers --------------------------------------------------------------------
+
+
+def capabilities() -> list[str]:
+    """Capability strings of this helper: input formats (pandas/numpy only when
+    importable), calling conventions, and the IPC body codecs it can read."""
+    import importlib.util
+
+    caps = ["arrow"]
+    for optional in ("pandas", "numpy"):
+        if optional in sys.modules or importlib.util.find_spec(optional) is not None:
+            caps.append(optional)
+    caps += ["generator", "class"]
+    # Arrow IPC body codecs this worker can read in BATCH payloads.
+    for codec, cap in (("lz4_frame", "lz4_frame"), ("zstd", "zstd")):
+        try:
+            if pa.Codec.is_available(codec):
+                caps.append(cap)
+        except (ValueError, pa.ArrowException):
+            pass
+    return caps
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process in bytes (peak RSS where /proc is absent)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return int(peak if sys.platform == "darwin" else peak * 1024)
+        except Exception:
+            return 0
+
+
+def warm_up() -> None:
+    """Imports and exercises numpy and pyarrow (compute, IPC) so the first batch
+    does not pay for lazy initialisation. The user's function is not called."""
+    try:
+        import numpy as np
+
+        a = np.arange(16, dtype=np.float64).reshape(4, 4)
+        float((a @ a).sum())
+    except ImportError:
+        pass
+    try:
+        import pyarrow.compute as pc
+
+        arr = pa.array([1, 2, 3], type=pa.int64())
+        pc.sum(pc.add(arr, 1))
+    except ImportError:
+        pass
+    batch = pa.RecordBatch.from_pydict({"x": pa.array([1.0, 2.0])})
+    read_single_batch(StreamEncoder().encode(batch.schema, [batch]))
+
+
+# -- The loop -------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker connects and behaves.
+
+    ``overrides`` maps UDF references to in-memory objects (test harness).
+    ``in_process`` marks a worker running in a thread of a host process: it
+    never writes to the process's signal state and returns instead of exiting.
+    """
+
+    endpoint: str
+    token: str
+    slot: int
+    identity: bytes | None = None
+    handshake_ms: int = 30_000
+    warm: bool = True
+    curve_server_key: bytes | None = None
+    curve_public_key: bytes | None = None
+    curve_secret_key: bytes | None = None
+    overrides: Mapping[str, Any] | None = None
+    in_process: bool = False
+
+
+class _Exit(BaseException):  # not an Exception: nothing but Worker.run may catch it
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class Worker:
+    """One worker: connects a DEALER, handshakes, serves batches until CLOSE."""
+
+    def __init__(self, config: WorkerConfig, context: zmq.Context[Any] | None = None) -> None:
+        self.config = config
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.socket: zmq.Socket[Any] | None = None
+        self.stages: list[Stage] = []
+        self.input_schema: pa.Schema | None = None
+        self.batches = 0
+        self.heartbeat_ms = 1000
+        self.missed_heartbeats = 5
+        self._encoder = StreamEncoder()
+        self._stop = threading.Event()
+        self._rcvtimeo = -1
+        self._linger_ms = 1000
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send(self, frames: list[Any]) -> None:
+        assert self.socket is not None
+        self.socket.send_multipart(frames, copy=False)
+
+    def _send_error(self, report: P.ErrorReport, *, stage: int = P.NO_STAGE, attempt: int = 0, sequence: int = 0) -> None:
+        env = P.encode_envelope(P.Kind.ERROR, stage=stage, attempt=attempt, sequence=sequence)
+        self._send([env, P.dumps_json(report.to_json())])
+
+    def _protocol_error(self, exc: ProtocolError, attempt: int = 0, sequence: int = 0) -> None:
+        log(f"protocol error: {exc.message}")
+        self._send_error(P.ErrorReport("protocol", type(exc).__name__, exc.message), attempt=attempt, sequence=sequence)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Asks an in-process worker to return at its next wake-up (test harness)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Runs the worker to completion and returns its exit code."""
+        cfg = self.config
+        sock = self.context.socket(zmq.DEALER)
+        self.socket = sock
+        identity = cfg.identity or f"w{cfg.slot}-{os.getpid()}".encode()
+        sock.setsockopt(zmq.ROUTING_ID, identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        if cfg.curve_server_key:
+            if not (cfg.curve_public_key and cfg.curve_secret_key):
+                cfg.curve_public_key, cfg.curve_secret_key = zmq.curve_keypair()
+            sock.curve_serverkey = cfg.curve_server_key
+            sock.curve_publickey = cfg.curve_public_key
+            sock.curve_secretkey = cfg.curve_secret_key
+        try:
+            try:
+                sock.connect(cfg.endpoint)
+            except zmq.ZMQError as exc:
+                log(f"cannot connect to {cfg.endpoint}: {exc}")
+                self._linger_ms = 0
+                return EXIT_USAGE
+            self._hello()
+            if cfg.warm:
+                warm_up()
+            self._handshake()
+            return self._serve()
+        except _Exit as done:
+            return done.code
+        finally:
+            self._close_stages()
+            # Let a final ERROR or BYE reach the host; nothing to flush when it is gone.
+            sock.close(linger=self._linger_ms)
+            if self._own_context:
+                self.context.term()
+
+    def _hello(self) -> None:
+        hello = P.Hello(
+            protocol=PROTOCOL_VERSION,
+            helper=HELPER_VERSION,
+            pid=os.getpid(),
+            slot=self.config.slot,
+            token=self.config.token,
+            python=".".join(str(v) for v in sys.version_info[:3]),
+            pyarrow=pa.__version__,
+            capabilities=tuple(capabilities()),
+        )
+        self._send([P.encode_envelope(P.Kind.HELLO), P.dumps_json(hello.to_json())])
+
+    def _recv(self, timeout_ms: int) -> list[zmq.Frame] | None:
+        """The next message, or None after ``timeout_ms`` without one."""
+        sock = self.socket
+        assert sock is not None
+        if int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            # Fast path: a pipelined host usually has the next batch queued already.
+            return sock.recv_multipart(copy=False)
+        # In-process workers wake up regularly to notice stop().
+        wait_ms = min(timeout_ms, 100) if self.config.in_process else timeout_ms
+        if wait_ms != self._rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, max(1, wait_ms))
+            self._rcvtimeo = wait_ms
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            if self._stop.is_set():
+                raise _Exit(EXIT_OK)
+            try:
+                return sock.recv_multipart(copy=False)
+            except zmq.Again:
+                if time.monotonic() >= deadline:
+                    return None
+
+    def _check_major(self, env0: Any, frames: list[zmq.Frame]) -> None:
+        """Before OPEN: a host with another major version ends the worker (exit 2)."""
+        peek = P.peek_version(env0)
+        if peek is None or peek[0] == P.PROTOCOL_MAJOR:
+            return
+        major, minor, kind = peek
+        reason = ""
+        if kind == P.Kind.CLOSE and len(frames) > 1:
+            try:
+                reason = P.parse_close(P.loads_json(frames[1].buffer, "frame 1 of CLOSE"))
+            except ProtocolError:
+                reason = ""
+        log(reason or P.version_mismatch_message(f"{major}.{minor}", PROTOCOL_VERSION, python=sys.executable, helper=HELPER_VERSION))
+        raise _Exit(EXIT_USAGE)
+
+    def _handshake(self) -> None:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.handshake_ms / 1000
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            frames = self._recv(remaining_ms) if remaining_ms > 0 else None
+            if frames is None:
+                log(f"no OPEN from the host within {cfg.handshake_ms} ms of HELLO (endpoint {cfg.endpoint}); exiting")
+                self._linger_ms = 0
+                raise _Exit(EXIT_HOST_LOST)
+            env0 = frames[0].buffer
+            self._check_major(env0, frames)
+            try:
+                env = P.decode_envelope(env0)
+                P.check_frames(env.kind, len(frames), "host")
+                if env.kind == P.Kind.CLOSE:
+                    reason = P.parse_close(P.loads_json(frames[1].buffer, "frame 1 of CLOSE"))
+                    log(f"the host rejected this worker: {reason or '(no reason given)'}")
+                    raise _Exit(EXIT_USAGE)
+                if env.kind == P.Kind.HEARTBEAT:
+                    self._heartbeat()
+                    continue
+                if env.kind != P.Kind.OPEN:
+                    raise ProtocolError(f"expected OPEN or CLOSE after HELLO, found {env.kind.name}", "direction")
+                self._open(frames)
+                return
+            except ProtocolError as exc:
+                attempt, seq = P.salvage_sequence(env0)
+                self._protocol_error(exc, attempt, seq)
+
+    def _open(self, frames: list[zmq.Frame]) -> None:
+        doc = P.parse_open(P.loads_json(frames[1].buffer, "frame 1 of OPEN"))
+        try:
+            schema = pa.ipc.read_schema(as_aligned_buffer([frames[2]]))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise ProtocolError(f"expected an Arrow IPC schema message in frame 2 of OPEN, found undecodable bytes: {exc}") from None
+        self.input_schema = schema
+        self.heartbeat_ms = doc.heartbeat_ms
+        self.missed_heartbeats = doc.missed_heartbeats
+        for index, ref in enumerate(doc.stages):
+            try:
+                loaded = resolve(ref.udf, overrides=self.config.overrides)
+                rows = ref.options.get("rows", "any")
+                if rows not in ("any", "same"):
+                    raise LoaderError(f"stage {ref.name}: expected option rows to be 'any' or 'same', found {rows!r}")
+                self.stages.append(Stage(index, ref.name, loaded, rows_same=rows == "same"))
+            except LoaderError as exc:
+                self._setup_failed(index, ref.name, exc.exc_type, exc.message, exc.traceback)
+            except ImportError as exc:  # input format needs pandas/numpy
+                missing = exc.name or "the input format's package"
+                self._setup_failed(
+                    index,
+                    ref.name,
+                    exc_type_name(exc),
+                    f"stage {ref.name}: the input format needs {missing}, which is not installed in "
+                    f"{sys.executable}; install it with: {sys.executable} -m pip install {missing}",
+                    "",
+                )
+            except Exception as exc:  # anything else while loading is still a setup failure
+                self._setup_failed(index, ref.name, exc_type_name(exc), f"stage {ref.name}: {exc}", format_user_traceback(exc))
+        ready = P.Ready(tuple(s.info for s in self.stages))
+        out: list[Any] = [P.encode_envelope(P.Kind.READY), P.dumps_json(ready.to_json())]
+        for s in self.stages:
+            if s.udf.spec.schema is not None:
+                out.append(s.udf.spec.schema.serialize())
+        self._send(out)
+
+    def _setup_failed(self, index: int, name: str, exc_type: str, message: str, tb: str) -> None:
+        log(f"stage {name}: setup failed: {message}")
+        if tb:
+            sys.stderr.write(tb)
+        self._send_error(P.ErrorReport("setup", exc_type, message, tb, name), stage=index)
+        raise _Exit(EXIT_SETUP)
+
+    def _heartbeat(self) -> None:
+        report = P.HeartbeatReport(rss_bytes(), self.batches)
+        self._send([P.encode_envelope(P.Kind.HEARTBEAT), P.dumps_json(report.to_json())])
+
+    def _serve(self) -> int:
+        limit_ms = self.heartbeat_ms * self.missed_heartbeats
+        while True:
+            frames = self._recv(limit_ms)
+            if frames is None:
+                log(
+                    f"no message from the host for {limit_ms} ms (heartbeat_ms={self.heartbeat_ms} x "
+                    f"missed_heartbeats={self.missed_heartbeats}); the host is gone, exiting"
+                )
+                self._linger_ms = 0
+                return EXIT_HOST_LOST
+            env0 = frames[0].buffer
+            try:
+                env = P.decode_envelope(env0)
+                P.check_frames(env.kind, len(frames), "host")
+                kind = env.kind
+                if kind == P.Kind.BATCH:
+                    self._batch(env, frames)
+                elif kind == P.Kind.HEARTBEAT:
+                    self._heartbeat()
+                elif kind == P.Kind.CLOSE:
+                    P.loads_json(frames[1].buffer, "frame 1 of CLOSE")
+                    self._close_stages()
+                    self._send([P.encode_envelope(P.Kind.BYE)])
+                    return EXIT_OK
+                else:  # OPEN again
+                    raise ProtocolError(f"expected BATCH, HEARTBEAT or CLOSE after READY, found {kind.name}", "direction")
+            except ProtocolError as exc:
+                attempt, seq = P.salvage_sequence(env0)
+                self._protocol_error(exc, attempt, seq)
+
+    def _batch(self, env: P.Envelope, frames: list[zmq.Frame]) -> None:
+        if env.stage != 0:
+            raise ProtocolError(f"expected BATCH for stage 0, found stage {env.stage}", "field")
+        batch = read_single_batch(frames[1:])
+        if self.input_schema is not None and not batch.schema.equals(self.input_schema):
+            raise ProtocolError(
+                f"expected the BATCH schema to be the OPEN input schema {format_schema(self.input_schema)}, "
+                f"found {format_schema(batch.schema)}",
+                "payload",
+            )
+        self.batches += 1
+        try:
+            batches = [batch]
+            schema = batch.schema
+            for stage in self.stages:
+                current = combine(batches, schema)
+                batches, schema = stage.run(current)
+        except StageFailure as failure:
+            self._send_error(failure.report, stage=failure.index, attempt=env.attempt, sequence=env.sequence)
+            return
+        last = len(self.stages) - 1
+        out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
+        self._send([out_env, *self._encoder.encode(schema, batches)])
+
+    def _close_stages(self) -> None:
+        stages, self.stages = self.stages, []
+        for s in stages:
+            s.close()

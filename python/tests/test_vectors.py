@@ -1,0 +1,129 @@
+"""Every golden vector in bridge-protocol/vectors decodes to its "decoded" value
+and re-encodes to the same bytes; every invalid vector is rejected as described."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from isthmus import protocol as P
+from isthmus.errors import ProtocolError
+from isthmus.runtime import read_single_batch, read_stream
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "bridge-protocol"))
+VALID = sorted(glob.glob(os.path.join(ROOT, "vectors", "*.json")))
+INVALID = sorted(glob.glob(os.path.join(ROOT, "vectors", "invalid", "*.json")))
+
+# Kinds whose frame 1 is a JSON document.
+JSON_KINDS = {"HELLO", "OPEN", "READY", "ERROR", "CLOSE"}
+
+
+def load(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def describe(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def test_vector_set_is_complete() -> None:
+    names = {os.path.basename(p)[:-5] for p in VALID}
+    required = {"hello", "open", "ready", "batch", "result", "error", "heartbeat_host",
+                "heartbeat_worker", "close", "bye"}
+    assert required <= names
+    bad = {os.path.basename(p)[:-5] for p in INVALID}
+    assert {"bad_magic", "unknown_major", "short_envelope", "unknown_kind", "nonzero_reserved"} <= bad
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: os.path.basename(p))
+def test_valid_vector(path: str) -> None:
+    vec = load(path)
+    assert vec["name"] == os.path.basename(path)[:-5]
+    frames = [bytes.fromhex(h) for h in vec["frames_hex"]]
+    want = vec["decoded"]
+
+    env = P.decode_envelope(frames[0])
+    assert env.kind.name == want["kind"]
+    assert [env.major, env.minor] == want["version"]
+    assert (env.flags, env.stage, env.attempt, env.sequence) == (
+        want["flags"], want["stage"], want["attempt"], want["sequence"])
+    P.check_frames(env.kind, len(frames), vec["sender"])
+    # Byte-exact re-encoding of the envelope.
+    assert P.Envelope(env.kind, env.stage, env.attempt, env.sequence, env.flags).encode() == frames[0]
+    assert P.encode_envelope(env.kind, stage=env.stage, attempt=env.attempt, sequence=env.sequence, flags=env.flags) == frames[0]
+
+    if want["kind"] in JSON_KINDS or (want["kind"] == "HEARTBEAT" and vec["sender"] == "worker"):
+        doc = P.loads_json(frames[1], "frame 1")
+        assert doc == want["json"]
+        # Canonical JSON: re-encoding gives the same bytes.
+        assert P.dumps_json(doc) == frames[1]
+        parser = {
+            "HELLO": P.parse_hello, "OPEN": P.parse_open, "READY": P.parse_ready,
+            "ERROR": P.parse_error, "HEARTBEAT": P.parse_heartbeat, "CLOSE": P.parse_close,
+        }[want["kind"]]
+        parsed = parser(doc)
+        if hasattr(parsed, "to_json"):
+            assert P.dumps_json(parsed.to_json()) == frames[1]
+    else:
+        assert "json" not in want
+
+    schema_frames = frames[2:] if want["kind"] in {"OPEN", "READY"} else []
+    assert len(schema_frames) == len(want.get("schemas", []))
+    for frame, expected in zip(schema_frames, want.get("schemas", [])):
+        assert frame[:4] == P.CONTINUATION
+        assert len(frame) % 8 == 0
+        schema = pa.ipc.read_schema(pa.py_buffer(frame))
+        assert describe(schema) == expected
+
+    if "payload" in want:
+        payload = want["payload"]
+        body = frames[1:]
+        assert len(body) == payload["frames"]
+        joined = b"".join(body)
+        assert joined.endswith(P.EOS_MARKER)
+        table = read_stream(body)
+        assert describe(table.schema) == payload["schema"]
+        batches = table.to_batches()
+        assert [{"num_rows": b.num_rows, "columns": b.to_pydict()} for b in batches] == payload["batches"]
+        if want["kind"] == "BATCH":
+            assert read_single_batch(body).to_pydict() == payload["batches"][0]["columns"]
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: os.path.basename(p))
+def test_invalid_vector(path: str) -> None:
+    vec = load(path)
+    frames = [bytes.fromhex(h) for h in vec["frames_hex"]]
+    with pytest.raises(ProtocolError) as info:
+        env = P.decode_envelope(frames[0])
+        P.check_frames(env.kind, len(frames), vec["sender"])
+    assert info.value.rejection == vec["rejection"]
+    assert str(info.value) == vec["error"]
+
+
+def test_generator_output_matches_committed_vectors() -> None:
+    spec = importlib.util.spec_from_file_location("gen_vectors", os.path.join(ROOT, "gen_vectors.py"))
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    built = gen.build()
+    for name, doc in built.items():
+        path = os.path.join(ROOT, "vectors", name + ".json")
+        committed = load(path)
+        # Envelope and JSON frames are ours and must match byte for byte; Arrow
+        # IPC frames come from pyarrow (whose bytes may differ between its
+        # versions) and are compared by meaning in test_valid_vector.
+        assert doc["frames_hex"][0] == committed["frames_hex"][0], name
+        assert len(doc["frames_hex"]) == len(committed["frames_hex"]), name
+        if "rejection" in doc:
+            assert (doc["rejection"], doc["error"]) == (committed["rejection"], committed["error"]), name
+            continue
+        assert doc["decoded"] == committed["decoded"], name
+        if "json" in doc["decoded"]:
+            assert doc["frames_hex"][1] == committed["frames_hex"][1], name
