@@ -354,9 +354,11 @@ final class PoolIO: @unchecked Sendable {
         let stageName = report.stage ?? (Int(envelope.stage) < configuration.stages.count ? configuration.stages[Int(envelope.stage)].name : configuration.stageNames)
         let exc = report.excType.map { "\($0): " } ?? ""
         let detail = report.traceback ?? ""
+        var message = report.message
+        if message.hasPrefix("stage \(stageName): ") { message.removeFirst("stage \(stageName): ".count) }
         if report.kind == "setup" || s.phase == .starting || s.phase == .opening {
             let udf = Int(envelope.stage) < configuration.stages.count ? configuration.stages[Int(envelope.stage)].udf : "?"
-            fail(BridgeError(.startup, "stage \(stageName): cannot load \(udf): \(exc)\(report.message)", detail: detail))
+            fail(BridgeError(.startup, "stage \(stageName): cannot load \(udf): \(exc)\(message)", detail: detail))
             return
         }
         let batch = s.inFlight.first { $0.sequence == envelope.sequence }
@@ -372,13 +374,13 @@ final class PoolIO: @unchecked Sendable {
         }
         switch report.kind {
         case "schema":
-            fail(BridgeError(.schemaMismatch, "\(place): \(report.message)", detail: detail))
+            fail(BridgeError(.schemaMismatch, "\(place): \(message)", detail: detail))
         case "protocol":
-            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(report.message)", detail: detail))
+            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)", detail: detail))
         case "oom":
-            fail(BridgeError(.workerFailed, "\(place): the worker ran out of memory (\(exc)\(report.message)) under its memory limit", detail: detail))
+            fail(BridgeError(.workerFailed, "\(place): the worker ran out of memory (\(exc)\(message)) under its memory limit", detail: detail))
         default:
-            fail(BridgeError(.userError, "\(place): the function raised \(exc)\(report.message)", detail: detail, retryable: report.retryable ?? false))
+            fail(BridgeError(.userError, "\(place): the function raised \(exc)\(message)", detail: detail, retryable: report.retryable ?? false))
         }
     }
 

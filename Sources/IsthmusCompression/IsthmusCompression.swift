@@ -11,13 +11,20 @@ public struct LZ4FrameCodec: BodyCodec {
     /// A codec with liblz4's default preferences.
     public init() {}
 
+    /// Frame preferences: defaults, plus the content size in the frame header.
+    private func preferences(_ count: Int) -> LZ4F_preferences_t {
+        var prefs = LZ4F_preferences_t()
+        prefs.frameInfo.contentSize = UInt64(count)
+        return prefs
+    }
+
     public func maxCompressedLength(_ count: Int) -> Int {
-        Int(LZ4F_compressFrameBound(count, nil))
+        var prefs = preferences(count)
+        return Int(LZ4F_compressFrameBound(count, &prefs))
     }
 
     public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws -> Int {
-        var prefs = LZ4F_preferences_t()
-        prefs.frameInfo.contentSize = UInt64(input.count)
+        var prefs = preferences(input.count)
         let n = LZ4F_compressFrame(output.baseAddress, output.count, input.baseAddress, input.count, &prefs)
         if LZ4F_isError(n) != 0 {
             throw ArrowError(.io, "LZ4 frame compression failed: \(String(cString: LZ4F_getErrorName(n)))")

@@ -4,7 +4,7 @@ import Testing
 @Suite struct CSVReaderTests {
     func read(_ text: String, options: CSVReadOptions = CSVReadOptions(), chunk: Int = 1 << 20) throws -> (Schema, [RecordBatch]) {
         let r = try CSVReader(source: ChunkedSource(text, chunk: chunk), options: options)
-        return (r.schema, try readAll(r))
+        return (r.schema, try drainReader(r))
     }
 
     @Test func infersTypes() throws {
@@ -18,29 +18,29 @@ import Testing
         #expect(schema.fields.map(\.type) == [.int64, .float64, .bool, .utf8, .date32,
                                               .timestamp(.microsecond, timezone: nil), .timestamp(.microsecond, timezone: "UTC"), .utf8])
         #expect(schema.fields.map(\.name) == ["i", "f", "b", "s", "d", "t", "tz", "n"])
-        #expect(column(batches, 0) == [.int(1), .int(-2)])
-        #expect(column(batches, 1) == [.float(1.5), .float(2)])
-        #expect(column(batches, 2) == [.bool(true), .bool(false)])
-        #expect(column(batches, 3) == [.string("x"), .string("y z")])
-        #expect(column(batches, 4) == [.int(19724), .int(19782)])
-        #expect(column(batches, 5) == [.int(1_704_164_645_000_000), .int(1_704_164_645_250_000)])
+        #expect(columnValues(batches, 0) == [.int(1), .int(-2)])
+        #expect(columnValues(batches, 1) == [.float(1.5), .float(2)])
+        #expect(columnValues(batches, 2) == [.bool(true), .bool(false)])
+        #expect(columnValues(batches, 3) == [.string("x"), .string("y z")])
+        #expect(columnValues(batches, 4) == [.int(19724), .int(19782)])
+        #expect(columnValues(batches, 5) == [.int(1_704_164_645_000_000), .int(1_704_164_645_250_000)])
         // Both tz values are the same instant.
-        #expect(column(batches, 6) == [.int(1_704_164_645_000_000), .int(1_704_164_645_000_000)])
-        #expect(column(batches, 7) == [.null, .null])
+        #expect(columnValues(batches, 6) == [.int(1_704_164_645_000_000), .int(1_704_164_645_000_000)])
+        #expect(columnValues(batches, 7) == [.null, .null])
     }
 
     @Test func intWidensToFloatAndBigIntsAreFloats() throws {
         let (schema, batches) = try read("a,b\n1,99999999999999999999\n2.5,1\n")
         #expect(schema.fields.map(\.type) == [.float64, .float64])
-        #expect(column(batches, 0) == [.float(1), .float(2.5)])
+        #expect(columnValues(batches, 0) == [.float(1), .float(2.5)])
     }
 
     @Test func quotingEscapesAndEmbeddedNewlines() throws {
         let text = "name,note\r\n\"Smith, J\",\"said \"\"hi\"\"\"\r\nplain,\"two\nlines\"\r\n\"\",\"x\"\r\n"
         let (schema, batches) = try read(text)
         #expect(schema.fields.map(\.type) == [.utf8, .utf8])
-        #expect(column(batches, 0) == [.string("Smith, J"), .string("plain"), .string("")])
-        #expect(column(batches, 1) == [.string("said \"hi\""), .string("two\nlines"), .string("x")])
+        #expect(columnValues(batches, 0) == [.string("Smith, J"), .string("plain"), .string("")])
+        #expect(columnValues(batches, 1) == [.string("said \"hi\""), .string("two\nlines"), .string("x")])
     }
 
     @Test func sameResultWhateverTheReadSize() throws {
@@ -49,9 +49,9 @@ import Testing
         for chunk in [1, 2, 3, 7] {
             let (s2, pieces) = try read(text, chunk: chunk)
             #expect(s1 == s2)
-            for k in 0..<3 { #expect(column(whole, k) == column(pieces, k)) }
+            for k in 0..<3 { #expect(columnValues(whole, k) == columnValues(pieces, k)) }
         }
-        #expect(column(whole, 1) == [.string("x,\"y\"\nz"), .null, .string("")])
+        #expect(columnValues(whole, 1) == [.string("x,\"y\"\nz"), .null, .string("")])
     }
 
     @Test func delimiterAndNoHeader() throws {
@@ -60,17 +60,17 @@ import Testing
         o.hasHeader = false
         let (schema, batches) = try read("1;a,b\n2;c\n", options: o)
         #expect(schema.fields.map(\.name) == ["f0", "f1"])
-        #expect(column(batches, 1) == [.string("a,b"), .string("c")])
+        #expect(columnValues(batches, 1) == [.string("a,b"), .string("c")])
         o.delimiter = 9
         let (_, tabbed) = try read("1\tx y\n", options: o)
-        #expect(column(tabbed, 1) == [.string("x y")])
+        #expect(columnValues(tabbed, 1) == [.string("x y")])
     }
 
     @Test func nullsAndEmptyStrings() throws {
         let (schema, batches) = try read("a,b\n,\"\"\n1,\n")
         #expect(schema.fields.map(\.type) == [.int64, .utf8])
-        #expect(column(batches, 0) == [.null, .int(1)])
-        #expect(column(batches, 1) == [.string(""), .null])
+        #expect(columnValues(batches, 0) == [.null, .int(1)])
+        #expect(columnValues(batches, 1) == [.string(""), .null])
     }
 
     @Test func declaredTypesOverrideInference() throws {
@@ -78,9 +78,9 @@ import Testing
         o.columnTypes = [Field("zip", .utf8), Field("amount", .decimal128(precision: 10, scale: 2)), Field("t", .timestamp(.millisecond, timezone: "UTC"))]
         let (schema, batches) = try read("zip,amount,t\n00123,12.5,2024-01-02T03:04:05.123Z\n", options: o)
         #expect(schema.fields.map(\.type) == [.utf8, .decimal128(precision: 10, scale: 2), .timestamp(.millisecond, timezone: "UTC")])
-        #expect(column(batches, 0) == [.string("00123")])
+        #expect(columnValues(batches, 0) == [.string("00123")])
         #expect(ValueText.string(batches[0].columns[1], 0) == "12.50")
-        #expect(column(batches, 2) == [.int(1_704_164_645_123)])
+        #expect(columnValues(batches, 2) == [.int(1_704_164_645_123)])
     }
 
     @Test func fullSchemaNamesColumns() throws {
@@ -89,8 +89,8 @@ import Testing
         o.schema = Schema([Field("id", .int32), Field("ok", .bool)])
         let (schema, batches) = try read("1,true\n2,0\n", options: o)
         #expect(schema == o.schema)
-        #expect(column(batches, 0) == [.int(1), .int(2)])
-        #expect(column(batches, 1) == [.bool(true), .bool(false)])
+        #expect(columnValues(batches, 0) == [.int(1), .int(2)])
+        #expect(columnValues(batches, 1) == [.bool(true), .bool(false)])
     }
 
     @Test func unknownDeclaredColumnIsAnError() {
@@ -127,16 +127,16 @@ import Testing
         let text = "a\n" + (1...10).map(String.init).joined(separator: "\n") + "\n"
         let (_, batches) = try read(text, options: o)
         #expect(batches.map(\.length) == [3, 3, 3, 1])
-        #expect(column(batches, 0) == (1...10).map { .int(Int64($0)) })
+        #expect(columnValues(batches, 0) == (1...10).map { .int(Int64($0)) })
     }
 
     @Test func liveSourceReturnsOneBatchPerLine() throws {
         let source = LineAtATimeSource(["a,b", "1,x", "2,y", "3,z"])
         let reader = try CSVReader(source: source)
         #expect(reader.schema.fields.map(\.type) == [.int64, .utf8])
-        let batches = try readAll(reader)
+        let batches = try drainReader(reader)
         #expect(batches.map(\.length) == [1, 1, 1])
-        #expect(column(batches, 0) == [.int(1), .int(2), .int(3)])
+        #expect(columnValues(batches, 0) == [.int(1), .int(2), .int(3)])
     }
 
     @Test func emptyInputs() throws {
@@ -199,7 +199,7 @@ import Testing
         let text = try written({ CSVWriter(sink: $0, schema: schema) }, [batch])
         var o = CSVReadOptions()
         o.schema = schema
-        let back = try readAll(try CSVReader(source: ChunkedSource(text, chunk: 5), options: o))
+        let back = try drainReader(try CSVReader(source: ChunkedSource(text, chunk: 5), options: o))
         #expect(back.count == 1)
         #expect(back[0] == batch)
         // Inference gets the same types back for the inferable ones.
@@ -255,7 +255,7 @@ import Testing
         #expect(csv is CSVReader)
         let jsonl = try Formats.openReader(source: ChunkedSource("  {\"a\": 1}\n"), format: nil, options: ReadOptions())
         #expect(jsonl is JSONLinesReader)
-        #expect(column(try readAll(jsonl), 0) == [.int(1)])
+        #expect(columnValues(try drainReader(jsonl), 0) == [.int(1)])
     }
 
     @Test func unknownExtensionsAreNamed() {
@@ -269,6 +269,6 @@ import Testing
         var o = ReadOptions()
         o.batchRows = 2
         let r = try Formats.openReader(source: ChunkedSource("a\n1\n2\n3\n"), format: .csv, options: o)
-        #expect(try readAll(r).map(\.length) == [2, 1])
+        #expect(try drainReader(r).map(\.length) == [2, 1])
     }
 }

@@ -300,6 +300,39 @@ struct IPCRoundTripTests {
         #expect(throws: ArrowError.self) { try reader.recordBatch(at: 5) }
     }
 
+    /// Reads a pipe with read(2): blocks until bytes arrive, as stdin does.
+    final class PipeSource: ByteSource {
+        let fd: Int32
+        init(_ fd: Int32) { self.fd = fd }
+        var isLive: Bool { true }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 { throw ArrowError(.io, "read failed") }
+            return n
+        }
+    }
+
+    @Test("over a pipe, each batch is returned as soon as its bytes have arrived")
+    func livePipe() throws {
+        let batch = try Self.sampleBatch()
+        let pipe = Pipe()
+        let sink = MemorySink()
+        let writer = try IPCStreamWriter(sink: sink, schema: batch.schema)
+        try writer.write(batch)
+        // Schema and the first batch only: the writer keeps the pipe open.
+        let first = sink.finish()
+        pipe.fileHandleForWriting.write(Data(first.array))
+        let reader = try IPCStreamReader(source: PipeSource(pipe.fileHandleForReading.fileDescriptor))
+        #expect(try reader.next() == batch, "the first batch arrives while the pipe stays open")
+        try writer.write(batch.slice(10, 20))
+        try writer.finish()
+        let rest = sink.finish()
+        pipe.fileHandleForWriting.write(Data(rest.array))
+        #expect(try reader.next() == batch.slice(10, 20))
+        #expect(try reader.next() == nil, "end-of-stream marker ends the stream before the pipe closes")
+        try pipe.fileHandleForWriting.close()
+    }
+
     @Test("stream writer and reader over files and pipes")
     func files() throws {
         let dir = try IPCTestSupport.temporaryDirectory("files")

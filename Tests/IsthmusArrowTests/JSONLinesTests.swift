@@ -4,7 +4,7 @@ import Testing
 @Suite struct JSONLinesReaderTests {
     func read(_ text: String, options: JSONLinesReadOptions = JSONLinesReadOptions(), chunk: Int = 1 << 20) throws -> (Schema, [RecordBatch]) {
         let r = try JSONLinesReader(source: ChunkedSource(text, chunk: chunk), options: options)
-        return (r.schema, try readAll(r))
+        return (r.schema, try drainReader(r))
     }
 
     @Test func infersNestedSchema() throws {
@@ -21,28 +21,28 @@ import Testing
             .struct([Field("x", .int64), Field("y", .list(Field("item", .float64))), Field("z", .utf8)]),
             .timestamp(.microsecond, timezone: "UTC"),
         ])
-        #expect(column(batches, 0) == [.int(1), .int(2), .int(3)])
-        #expect(column(batches, 1) == [.float(2), .float(2.5), .null])
-        #expect(column(batches, 2) == [.bool(true), .null, .null])
-        #expect(column(batches, 3) == [.string("a"), .null, .null])
-        #expect(column(batches, 4) == [.list([.string("x")]), .list([]), .null])
-        #expect(column(batches, 5) == [
+        #expect(columnValues(batches, 0) == [.int(1), .int(2), .int(3)])
+        #expect(columnValues(batches, 1) == [.float(2), .float(2.5), .null])
+        #expect(columnValues(batches, 2) == [.bool(true), .null, .null])
+        #expect(columnValues(batches, 3) == [.string("a"), .null, .null])
+        #expect(columnValues(batches, 4) == [.list([.string("x")]), .list([]), .null])
+        #expect(columnValues(batches, 5) == [
             .structure([.int(1), .list([.float(1.5)]), .null]),
             .structure([.int(2), .null, .string("q")]),
             .null,
         ])
-        #expect(column(batches, 6) == [.null, .int(1_704_164_645_000_000), .null])
+        #expect(columnValues(batches, 6) == [.null, .int(1_704_164_645_000_000), .null])
     }
 
     @Test func mixedKindsAreReadAsText() throws {
         let (schema, batches) = try read("{\"a\": 1}\n{\"a\": \"x\"}\n{\"a\": [1, {\"b\": true}]}\n")
         #expect(schema.fields.map(\.type) == [.utf8])
-        #expect(column(batches, 0) == [.string("1"), .string("x"), .string("[1, {\"b\": true}]")])
+        #expect(columnValues(batches, 0) == [.string("1"), .string("x"), .string("[1, {\"b\": true}]")])
     }
 
     @Test func escapesAndUnicode() throws {
         let (_, batches) = try read(#"{"s": "q\"b\\s\/n\nt\tu\u00e9\ud83d\ude00é"}"# + "\n")
-        #expect(column(batches, 0) == [.string("q\"b\\s/n\nt\tué😀é")])
+        #expect(columnValues(batches, 0) == [.string("q\"b\\s/n\nt\tué😀é")])
     }
 
     @Test func unknownKeyIsAnErrorUnlessIgnored() throws {
@@ -54,7 +54,7 @@ import Testing
         o.ignoreUnknownKeys = true
         let (schema, batches) = try read(text, options: o)
         #expect(schema.fields.map(\.name) == ["a"])
-        #expect(column(batches, 0) == [.int(1), .int(2)])
+        #expect(columnValues(batches, 0) == [.int(1), .int(2)])
     }
 
     @Test func nestedUnknownKeyNamesItsPath() {
@@ -96,10 +96,10 @@ import Testing
         o.columnTypes = [Field("t", .timestamp(.millisecond, timezone: nil)), Field("n", .int32), Field("extra", .utf8), Field("b", .binary)]
         let (schema, batches) = try read("{\"t\": \"2024-01-02T03:04:05.5\", \"n\": 7, \"b\": \"AP8=\"}\n{\"t\": 12, \"n\": null, \"extra\": \"e\"}\n", options: o)
         #expect(schema.fields.map(\.type) == [.timestamp(.millisecond, timezone: nil), .int32, .binary, .utf8])
-        #expect(column(batches, 0) == [.int(1_704_164_645_500), .int(12)])
-        #expect(column(batches, 1) == [.int(7), .null])
-        #expect(column(batches, 2) == [.bytes([0, 255]), .null])
-        #expect(column(batches, 3) == [.null, .string("e")])
+        #expect(columnValues(batches, 0) == [.int(1_704_164_645_500), .int(12)])
+        #expect(columnValues(batches, 1) == [.int(7), .null])
+        #expect(columnValues(batches, 2) == [.bytes([0, 255]), .null])
+        #expect(columnValues(batches, 3) == [.null, .string("e")])
     }
 
     @Test func sameResultWhateverTheReadSize() throws {
@@ -108,17 +108,17 @@ import Testing
         for chunk in [1, 3, 8] {
             let (s2, pieces) = try read(text, chunk: chunk)
             #expect(s1 == s2)
-            #expect(column(whole, 0) == column(pieces, 0))
-            #expect(column(whole, 1) == column(pieces, 1))
+            #expect(columnValues(whole, 0) == columnValues(pieces, 0))
+            #expect(columnValues(whole, 1) == columnValues(pieces, 1))
         }
-        #expect(column(whole, 1) == [.string("x\ny"), .string("é"), .string("last")])
+        #expect(columnValues(whole, 1) == [.string("x\ny"), .string("é"), .string("last")])
     }
 
     @Test func liveSourceReturnsOneBatchPerLine() throws {
         let reader = try JSONLinesReader(source: LineAtATimeSource(["{\"a\": 1}", "{\"a\": 2}", "{\"a\": 3}"]))
-        let batches = try readAll(reader)
+        let batches = try drainReader(reader)
         #expect(batches.map(\.length) == [1, 1, 1])
-        #expect(column(batches, 0) == [.int(1), .int(2), .int(3)])
+        #expect(columnValues(batches, 0) == [.int(1), .int(2), .int(3)])
     }
 
     @Test func batchesAreBounded() throws {
@@ -174,7 +174,7 @@ import Testing
         let text = try written({ JSONLinesWriter(sink: $0, schema: schema) }, [batch])
         var o = JSONLinesReadOptions()
         o.schema = schema
-        let back = try readAll(try JSONLinesReader(source: ChunkedSource(text, chunk: 7), options: o))
+        let back = try drainReader(try JSONLinesReader(source: ChunkedSource(text, chunk: 7), options: o))
         #expect(back == [batch])
         let inferred = try JSONLinesReader(source: ChunkedSource(text))
         #expect(inferred.schema.fields.map(\.type).prefix(4) == [.int64, .float64, .utf8, .bool])

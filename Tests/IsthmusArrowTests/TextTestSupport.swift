@@ -40,14 +40,14 @@ final class LineAtATimeSource: ByteSource {
 }
 
 /// Every batch of a reader.
-func readAll(_ reader: BatchReader) throws -> [RecordBatch] {
+func drainReader(_ reader: BatchReader) throws -> [RecordBatch] {
     var out: [RecordBatch] = []
     while let b = try reader.next() { out.append(b) }
     return out
 }
 
 /// All values of column `k` across batches.
-func column(_ batches: [RecordBatch], _ k: Int) -> [ArrowValue] {
+func columnValues(_ batches: [RecordBatch], _ k: Int) -> [ArrowValue] {
     batches.flatMap { $0.columns[k].allValues }
 }
 

@@ -21,9 +21,11 @@ struct EnvelopeTests {
             do {
                 _ = try bytes.withUnsafeBytes { try Envelope.decode($0) }
                 Issue.record("expected a rejection containing '\(fragment)'")
-            } catch {
+            } catch let error as ProtocolViolation {
                 #expect(error.message.contains(fragment), "\(error.message)")
                 #expect(error.versionMismatch == version)
+            } catch {
+                Issue.record("unexpected error \(error)")
             }
         }
         check(Array(good.prefix(10)), "expected a 24-byte envelope but found 10 bytes")

@@ -110,12 +110,14 @@ struct VectorTests {
                 let env = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
                 try MessageRules.check(env, frames: frames.count, from: side)
                 Issue.record("\(name): expected a rejection (\(v["rejection"] ?? "")) but it was accepted")
-            } catch {
+            } catch let error as ProtocolViolation {
                 let reason = v["rejection"] as? String ?? ""
                 let words = ["magic": "magic", "version": "major version", "length": "24-byte envelope", "kind": "message kind",
                              "reserved": "reserved", "frames": "frames", "direction": "expected a"]
                 #expect(error.message.contains(words[reason] ?? reason), "\(name): \(error.message)")
                 #expect(error.versionMismatch == (reason == "version"), "\(name)")
+            } catch {
+                Issue.record("\(name): unexpected error \(error)")
             }
         }
     }

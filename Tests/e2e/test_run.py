@@ -32,6 +32,13 @@ def w1(n: int) -> pa.Table:
     return pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "x": pa.array(rng.uniform(-1, 1, n))})
 
 
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `error:` line (worker log lines may come before it)."""
+    lines = [l for l in result.stderr.decode().splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, result.stderr.decode()
+    return lines[0]
+
+
 def ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\nstderr:\n{result.stderr.decode()}"
 
@@ -153,7 +160,7 @@ def test_exception_shows_traceback_stage_batch_rows(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:raises_on_row", "--batch-rows", "1000", "--workers", "2")
     assert r.returncode == 1
     err = r.stderr.decode()
-    first = err.splitlines()[0]
+    first = error_line(r)
     assert first.startswith("error: stage raises_on_row batch 1 rows 1000–1999")
     assert "ValueError" in first and "bad row id 1234" in first
     assert "Traceback" in err and 'raise ValueError(f"bad row id 1234' in err
@@ -181,8 +188,8 @@ def test_segfault_reports_python_traceback(tmp_path):
                     "--max-retries", "1")
     assert r.returncode == 1
     err = r.stderr.decode()
-    assert "worker failed 2 times (last: killed by signal 11 (segmentation fault))" in err.splitlines()[0]
-    assert "batch 5 rows 5000–5999" in err.splitlines()[0]
+    assert "worker failed 2 times (last: killed by signal 11 (segmentation fault))" in error_line(r)
+    assert "batch 5 rows 5000–5999" in error_line(r)
     assert "always_segfault" in err  # faulthandler's traceback names the function
 
 
@@ -198,22 +205,23 @@ def test_hang_is_killed_by_timeout_and_retried(tmp_path):
 def test_wrong_declared_schema(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:wrong_schema", n=100)
     assert r.returncode == 1
-    err = r.stderr.decode().splitlines()[0]
+    err = error_line(r)
     assert err.startswith("error: stage wrong_schema")
-    assert "int64" in err and "double" in err
+    assert "column 'y': expected values convertible to int64, found" in err
+    assert err.count("stage wrong_schema") == 1
 
 
 def test_wrong_return_type(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:returns_int", n=100)
     assert r.returncode == 1
-    err = r.stderr.decode().splitlines()[0]
+    err = error_line(r)
     assert "returns_int" in err and "found int" in err
 
 
 def test_missing_function(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:no_such_function", n=10)
     assert r.returncode == 2
-    err = r.stderr.decode().splitlines()[0]
+    err = error_line(r)
     assert "no_such_function" in err and err.startswith("error: ")
 
 
@@ -233,7 +241,7 @@ def test_missing_input_file(tmp_path):
 def test_bad_flag(tmp_path):
     r = run_cli("run", "--input", "x.arrows", "--output", "y.arrows", "--udf", "a.py:f", "--linger", "soon")
     assert r.returncode == 2
-    assert r.stderr.decode().startswith("error: --linger: expected a duration")
+    assert error_line(r).startswith("error: --linger: expected a duration")
 
 
 def test_missing_package_names_the_fix(tmp_path):
@@ -242,7 +250,7 @@ def test_missing_package_names_the_fix(tmp_path):
     subprocess.run([python_bin(), "-m", "venv", "--without-pip", str(bare)], check=True)
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--python", str(bare / "bin" / "python"), n=10)
     assert r.returncode == 2
-    err = r.stderr.decode().splitlines()[0]
+    err = error_line(r)
     assert "pip install" in err, err
 
 

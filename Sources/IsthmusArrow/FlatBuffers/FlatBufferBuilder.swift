@@ -13,15 +13,25 @@ public struct FBTableValue: Sendable {
 
 /// A value held by a table slot.
 public indirect enum FBFieldValue: Sendable {
+    /// A bool scalar (1 byte).
     case bool(Bool)
+    /// A byte scalar.
     case int8(Int8)
+    /// An unsigned byte scalar (also union tags).
     case uint8(UInt8)
+    /// A short scalar.
     case int16(Int16)
+    /// An int scalar.
     case int32(Int32)
+    /// A long scalar.
     case int64(Int64)
+    /// A string (UTF-8, NUL-terminated).
     case string(String)
+    /// A sub-table (also a union value).
     case table(FBTableValue)
+    /// A vector of tables.
     case tables([FBTableValue])
+    /// A vector of strings.
     case strings([String])
     /// A vector of inline elements (scalars or structs): `count` elements of `elementSize`
     /// bytes whose little-endian bytes are `bytes`; `alignment` is the element alignment.

@@ -99,7 +99,12 @@ enum ArrowFB {
 
 /// Arrow metadata versions (Schema.fbs `MetadataVersion`). Readers accept V4 and V5; writers write V5.
 public enum MetadataVersion: Int16, Sendable, Hashable, Comparable {
-    case v1 = 0, v2, v3, v4, v5
+    /// 0.1.0 to 0.7.1 (V1 to V3): not readable here.
+    case v1 = 0, v2, v3
+    /// 0.8.0 to 0.17 (unions had a validity bitmap).
+    case v4
+    /// 1.0.0 and later: what Isthmus writes.
+    case v5
 
     public static func < (a: MetadataVersion, b: MetadataVersion) -> Bool { a.rawValue < b.rawValue }
 }

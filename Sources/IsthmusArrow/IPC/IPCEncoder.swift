@@ -11,8 +11,11 @@ import Darwin
 public struct EncodedMessage: Sendable {
     /// What the message carries.
     public enum Kind: Sendable, Hashable {
+        /// A schema message (no body).
         case schema
+        /// A dictionary batch: a full dictionary (replacing any earlier one) or a delta.
         case dictionary(id: Int64, isDelta: Bool)
+        /// A record batch.
         case recordBatch
     }
 
@@ -135,7 +138,11 @@ public struct IPCEncoder: Sendable {
             var found: [Int64: ArrayData] = [:]
             for (column, node) in zip(batch.columns, map.fields) { Self.collect(column, node, into: &found) }
             for id in map.order {
-                guard let dictionary = found[id], let entry = map.entries[id] else { continue }
+                guard let entry = map.entries[id] else { continue }
+                guard let dictionary = found[id] else {
+                    if sent[id] != nil { continue }
+                    throw ArrowError(.invalidArgument, "field '\(entry.field)': expected a dictionary-encoded array with its dictionary but found none")
+                }
                 var delta: ArrayData?
                 if let previous = sent[id] {
                     if ArrayConcatenation.sameBuffers(previous, dictionary) { continue }

@@ -2,7 +2,12 @@
 public struct IPCMessage: Sendable {
     /// What the message carries.
     public enum Kind: Sendable, Hashable {
-        case schema, dictionaryBatch, recordBatch
+        /// The schema (first message of a stream).
+        case schema
+        /// A dictionary batch.
+        case dictionaryBatch
+        /// A record batch.
+        case recordBatch
         /// Tensor and sparse tensor messages, which Isthmus skips.
         case other(UInt8)
     }
@@ -27,7 +32,7 @@ public struct IPCMessage: Sendable {
     var header: FBTable? { root.table(2) }
 
     /// Decodes a Message flatbuffer (already stripped of its prefix) and pairs it with `body`.
-    static func decode(metadata: Buffer, body: Buffer?, offset: Int, metadataOffset: Int,
+    static func decode(metadata: Buffer, offset: Int, metadataOffset: Int,
                        limits: FlatBuffer.Limits) throws -> (root: FBTable, kind: Kind, version: MetadataVersion, bodyLength: Int) {
         let root = try FlatBuffer.verify(metadata, schema: ArrowFB.schema, root: ArrowFB.message,
                                          limits: limits, baseOffset: metadataOffset)
@@ -234,7 +239,7 @@ public struct StreamDecoder: Sendable {
                 let metadataOffset = position
                 let metadata = take(length)
                 let (root, kind, version, bodyLength) = try IPCMessage.decode(
-                    metadata: metadata, body: nil, offset: start, metadataOffset: metadataOffset, limits: options.flatBufferLimits)
+                    metadata: metadata, offset: start, metadataOffset: metadataOffset, limits: options.flatBufferLimits)
                 state = .body(root: root, kind: kind, version: version, length: bodyLength, start: start)
             case .body(let root, let kind, let version, let length, let start):
                 if available < length {
