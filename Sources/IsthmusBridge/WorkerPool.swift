@@ -141,6 +141,27 @@ public final class WorkerPool: @unchecked Sendable {
         return result
     }
 
+    /// Waits for the result of batch `sequence` (request/response use; do not mix with `next()`).
+    public func result(for sequence: UInt64) throws -> PoolResult {
+        try shared.locked {
+            while true {
+                if let failure = shared.failure { throw failure }
+                if let r = shared.completed.removeValue(forKey: sequence) ?? takeUnordered(sequence) {
+                    shared.consumed += 1
+                    shared.condition.broadcast()
+                    return r
+                }
+                if shared.ioFinished { throw BridgeError(.cancelled, "the pool stopped before batch \(sequence) was answered") }
+                shared.condition.wait()
+            }
+        }
+    }
+
+    private func takeUnordered(_ sequence: UInt64) -> PoolResult? {
+        guard let i = shared.completedFIFO.firstIndex(where: { $0.sequence == sequence }) else { return nil }
+        return shared.completedFIFO.remove(at: i)
+    }
+
     /// A snapshot of the pool's counters.
     public var stats: PoolStats { shared.locked { shared.stats } }
 

@@ -23,7 +23,7 @@ struct RunCommand: ParsableCommand {
     var udf: [String] = []
     @Option(name: .long, help: "Input format when the extension does not say (arrows, arrow, csv, jsonl).")
     var from: String?
-    @Option(name: .long, help: "Output format when the extension does not say (arrows, arrow, csv, jsonl).")
+    @Option(name: .long, help: "Output format when the extension does not say (arrows, arrow, csv, jsonl; null discards the output).")
     var to: String?
     @Option(name: .long, help: "Worker processes.")
     var workers: Int = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
@@ -96,11 +96,12 @@ struct RunCommand: ParsableCommand {
         }
         try checkUDFs()
         let inputFormat = try formatOption(from, flag: "--from")
-        let outputFormat = try formatOption(to, flag: "--to")
-        guard outputFormat != nil || output == "-" || DataFormat.from(path: output) != nil else {
+        let discard = to?.lowercased() == "null"
+        let outputFormat = discard ? nil : try formatOption(to, flag: "--to")
+        guard discard || outputFormat != nil || output == "-" || DataFormat.from(path: output) != nil else {
             throw CLIFailure.usage("cannot tell the format of '\(output)': expected an extension .arrows, .arrow, .feather, .csv, .jsonl or .ndjson, or --to")
         }
-        if output == "-" && outputFormat == nil { throw CLIFailure.usage("--output -: expected --to FORMAT for stdout") }
+        if output == "-" && outputFormat == nil && !discard { throw CLIFailure.usage("--output -: expected --to FORMAT for stdout") }
         if input == "-" && inputFormat == nil { throw CLIFailure.usage("--input -: expected --from FORMAT for stdin") }
 
         let live = input == "-" || output == "-"
@@ -121,14 +122,14 @@ struct RunCommand: ParsableCommand {
         do {
             var report: (@Sendable (ProgressSnapshot) -> Void)?
             if let progressLine { report = { progressLine.show($0) } }
-            result = try pipeline.runBlocking(into: sink, control: control, progress: report)
+            result = try pipeline.runBlocking(into: discard ? nil : sink, control: control, progress: report)
             progressLine?.end()
         } catch {
             progressLine?.end()
             sink.abandon()
             throw RunFailure.map(error)
         }
-        try sink.commit()
+        if !discard { try sink.commit() }
         if let stats { try writeStats(result, to: stats) }
         if let signal = signals.received {
             note("interrupted: \(result.rowsOut) rows written")

@@ -48,12 +48,14 @@ struct IPCRoundTripTests {
         a.buffers.compactMap { $0 } + a.children.flatMap(buffers) + (a.dictionary.map(buffers) ?? [])
     }
 
-    /// Runs `body` until it copies no bytes (other tests run in parallel and copy too).
+    /// Runs `body` until it copies no bytes (other tests run in parallel and may copy too,
+    /// so a run that saw copies is retried after a pause, for up to a few seconds).
     static func copiesNothing(_ body: () throws -> Void) rethrows -> Bool {
-        for _ in 0..<200 {
+        for _ in 0..<500 {
             let before = Buffer.bytesCopied
             try body()
             if Buffer.bytesCopied == before { return true }
+            Thread.sleep(forTimeInterval: 0.01)
         }
         return false
     }
@@ -210,7 +212,7 @@ struct IPCRoundTripTests {
         var ends = 0
         var bytesAtMessage: [Int] = []
         for (k, byte) in stream.enumerated() {
-            decoder.feed(Buffer([byte]))
+            decoder.feed(IPCTestSupport.buffer([byte]))
             loop: while true {
                 switch try decoder.next() {
                 case .needMore(let n):

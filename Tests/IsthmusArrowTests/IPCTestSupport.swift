@@ -129,6 +129,14 @@ enum IPCTestSupport {
         return sink.finish()
     }
 
+    /// A buffer holding `bytes`, built without `Buffer(copying:)` so that it does not move
+    /// `Buffer.bytesCopied`, which the zero-copy tests watch while other tests run.
+    static func buffer(_ bytes: [UInt8]) -> Buffer {
+        let b = BufferBuilder(capacity: bytes.count)
+        bytes.withUnsafeBytes { b.append($0) }
+        return b.finish()
+    }
+
     static func write(_ buffer: Buffer, to url: URL) throws {
         try Data(buffer.bytes).write(to: url)
     }

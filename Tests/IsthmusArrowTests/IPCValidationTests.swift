@@ -1,5 +1,5 @@
 import Foundation
-import IsthmusArrow
+@testable import IsthmusArrow
 import Testing
 
 /// `ArrayData.validate()` on hand-made invalid arrays, and readers rejecting invalid batches.
@@ -100,6 +100,24 @@ struct IPCValidationTests {
         // A null slot may hold any index.
         #expect(throws: Never.self) {
             try ArrayData(type: dictType, length: 2, nullCount: 1, buffers: [Buffer([0b10]), Buffer([99, 1])], dictionary: dict).validate()
+        }
+    }
+
+    @Test("the UTF-8 check agrees with the standard library on random bytes")
+    func utf8Agreement() {
+        var rng = SeededRandom(seed: 8)
+        let pieces: [[UInt8]] = [[0x41], [0xC3, 0xA9], [0xE2, 0x82, 0xAC], [0xF0, 0x9F, 0x99, 0x82], [0xED, 0x9F, 0xBF],
+                                 [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0x80], [0xFF], [0xF8]]
+        for _ in 0..<5000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int(rng.next() % 12) {
+                if rng.next() % 4 == 0 { bytes.append(UInt8(truncatingIfNeeded: rng.next())) }
+                else { bytes += pieces[Int(rng.next() % UInt64(pieces.count))] }
+            }
+            if rng.next() % 5 == 0, !bytes.isEmpty { bytes.removeLast() }
+            let ours = bytes.withUnsafeBytes { UTF8Validation.isValid($0) }
+            let standard = String(validating: bytes, as: UTF8.self) != nil
+            #expect(ours == standard, "\(bytes)")
         }
     }
 

@@ -37,7 +37,7 @@ struct MutationTests {
 
     /// Reads `bytes`; touches the values of every batch that is small enough to print.
     static func read(_ bytes: [UInt8], isFile: Bool) -> Bool {
-        let buffer = Buffer(bytes)
+        let buffer = IPCTestSupport.buffer(bytes)
         do {
             var batches: [RecordBatch] = []
             if isFile {

@@ -1,0 +1,57 @@
+import Foundation
+import IsthmusArrow
+import IsthmusBridge
+
+/// A warm Python stage for request/response scoring: the workers start once and every
+/// `submit` sends one batch and waits for its answer. Safe to call from many tasks at once;
+/// requests are spread over the workers and bounded by their credits.
+public final class OnlineStage: Sendable {
+    private let pool: WorkerPool
+    /// Rows submitted so far are numbered from here (for error messages).
+    private let rowCounter = Locked(0)
+
+    /// Starts the workers for `udf` over batches of `inputSchema` and waits until they are ready.
+    public init(udf: String, name: String? = nil, inputSchema: Schema, options: PythonStageOptions = PythonStageOptions(),
+                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
+        var config = PoolConfiguration(stages: [ControlDocuments.Stage(name: name ?? Pipeline.stageName(udf), udf: udf)], inputSchema: inputSchema)
+        config.workers = options.workers
+        config.credits = options.credits
+        config.python = options.python
+        config.environment = options.environment
+        config.batchTimeout = options.timeout
+        config.maxRetries = options.maxRetries
+        config.startupTimeout = options.startupTimeout
+        config.maxResultBytes = options.maxResultBytes
+        config.workerMemoryLimit = options.workerMemoryLimit
+        config.threadsPerWorker = options.threadsPerWorker
+        config.log = log
+        pool = try WorkerPool(config)
+    }
+
+    /// Sends `batch` and waits for its result (blocking the calling thread).
+    public func submitBlocking(_ batch: RecordBatch) throws -> RecordBatch {
+        let start = rowCounter.withLock { r -> Int in defer { r += batch.length }; return r }
+        let sequence = try pool.submit(batch, rowStart: start)
+        let result = try pool.result(for: sequence)
+        if result.batches.count == 1 { return result.batches[0] }
+        if result.batches.isEmpty {
+            throw BridgeError(.schemaMismatch, "expected the function to return a result batch but found an empty stream")
+        }
+        return Kernels.concatenate(result.batches)
+    }
+
+    /// Sends `batch` and waits for its result.
+    public func submit(_ batch: RecordBatch) async throws -> RecordBatch {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do { continuation.resume(returning: try self.submitBlocking(batch)) } catch { continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// Stops the workers.
+    public func close() { pool.shutdown() }
+
+    /// Pool counters.
+    public var stats: PoolStats { pool.stats }
+}

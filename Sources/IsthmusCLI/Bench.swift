@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Isthmus
+import IsthmusArrow
+
+/// `isthmus bench`: measurements that need the Swift host itself (the driver is bench/run.py).
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Host-side benchmarks (make bench runs the whole set).",
+        subcommands: [LatencyBench.self])
+}
+
+/// `isthmus bench latency`: one-row requests through the online `submit` path.
+struct LatencyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "latency", abstract: "Round-trip latency of one-row requests (L1).")
+
+    @Option(name: .long, help: "Python function FILE.py:NAME taking (id int64, x float64).")
+    var udf: String
+    @Option(name: .long, help: "Requests to time.")
+    var requests: Int = 10_000
+    @Option(name: .long, help: "Untimed requests first.")
+    var warmup: Int = 500
+    @Option(name: .long, help: "Python interpreter.")
+    var python: String?
+
+    func run() throws {
+        var options = PythonStageOptions()
+        options.workers = 1
+        options.credits = 1
+        if let python { options.python = python }
+        let schema = Schema([Field("id", .int64), Field("x", .float64)])
+        let stage = try OnlineStage(udf: udf, inputSchema: schema, options: options, log: { note($0) })
+        defer { stage.close() }
+        var samples: [Double] = []
+        samples.reserveCapacity(requests)
+        for i in 0..<(warmup + requests) {
+            let batch = try RecordBatch(schema: schema, columns: [ArrayData.int64([Int64(i)]), ArrayData.float64([Double(i) * 0.5])])
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let out = try stage.submitBlocking(batch)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            guard out.length == 1 else { throw CLIFailure.data("expected 1 result row but found \(out.length)") }
+            if i >= warmup { samples.append(Double(t1 - t0) / 1000) }
+        }
+        samples.sort()
+        func pct(_ p: Double) -> Double { samples[Swift.min(samples.count - 1, Int(Double(samples.count) * p))] }
+        let doc: [String: Any] = ["version": 1, "requests": requests, "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
+                                  "max_us": samples.last ?? 0, "mean_us": samples.reduce(0, +) / Double(Swift.max(1, samples.count))]
+        let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
