@@ -100,11 +100,18 @@ final class PythonNode: Node, @unchecked Sendable {
     private let feederDone = DispatchSemaphore(value: 0)
     private var emptyProbe = false
 
-    init(stages: [ControlDocuments.Stage], options: PythonStageOptions, upstream: Node, log: @escaping @Sendable (String) -> Void) {
+    let deadLetters: DeadLetterSink?
+    private let failedRows = Locked(0)
+    /// Input batches are kept until their result arrives when results need them.
+    private var keepsInputs: Bool { options.keepInput || options.onError != .fail }
+
+    init(stages: [ControlDocuments.Stage], options: PythonStageOptions, upstream: Node, log: @escaping @Sendable (String) -> Void,
+         deadLetters: DeadLetterSink? = nil) {
         self.stages = stages
         self.options = options
         self.upstream = upstream
         self.log = log
+        self.deadLetters = deadLetters
     }
 
     var name: String { stages.map(\.name).joined(separator: "+") }
@@ -181,16 +188,16 @@ final class PythonNode: Node, @unchecked Sendable {
             switch options.partitioning {
             case .roundRobin:
                 let seq = try pool.submit(b, rowStart: rowStart)
-                if options.keepInput { inputs.withLock { $0[seq] = b } }
+                if keepsInputs { inputs.withLock { $0[seq] = b } }
             case .hash:
                 for (slot, part) in partitioner!.split(b) {
                     let seq = try pool.submit(part, rowStart: rowStart, slot: slot)
-                    if options.keepInput { inputs.withLock { $0[seq] = part } }
+                    if keepsInputs { inputs.withLock { $0[seq] = part } }
                 }
             case .broadcast:
                 for slot in 0..<options.workers {
                     let seq = try pool.submit(b, rowStart: rowStart, slot: slot)
-                    if options.keepInput { inputs.withLock { $0[seq] = b } }
+                    if keepsInputs { inputs.withLock { $0[seq] = b } }
                 }
             }
             rowStart += b.length
@@ -213,7 +220,7 @@ final class PythonNode: Node, @unchecked Sendable {
                 emptyProbe = true
                 let empty = try RecordBatch(schema: schema, columns: schema.fields.map { try ArrayData.build($0.type, []) }, length: 0)
                 let seq = try pool.submit(empty, rowStart: 0, slot: options.partitioning == .roundRobin ? nil : 0)
-                if options.keepInput { inputs.withLock { $0[seq] = empty } }
+                if keepsInputs { inputs.withLock { $0[seq] = empty } }
             }
             pool.finishInput()
         } catch let error as BridgeError {
@@ -242,7 +249,15 @@ final class PythonNode: Node, @unchecked Sendable {
             guard let result else { return nil }
             latency.record(seconds: result.latency)
             var out = result.batches
-            if options.keepInput, let input = inputs.withLock({ $0.removeValue(forKey: result.sequence) }) {
+            let input = keepsInputs ? inputs.withLock({ $0.removeValue(forKey: result.sequence) }) : nil
+            if !result.failures.isEmpty, let input {
+                try handleFailures(result, input)
+            }
+            if options.keepInput, var input {
+                if !result.failures.isEmpty {
+                    let failed = Set(result.failures.map(\.row))
+                    input = Kernels.take(input, (0..<input.length).filter { !failed.contains($0) })
+                }
                 out = try appendInput(input, out)
             }
             pending = out.filter { $0.length > 0 || emptyProbe }
@@ -254,6 +269,19 @@ final class PythonNode: Node, @unchecked Sendable {
         let b = pending.removeFirst()
         count(b)
         return b
+    }
+
+    private func handleFailures(_ result: PoolResult, _ input: RecordBatch) throws {
+        failedRows.withLock { $0 += result.failures.count }
+        switch options.onError {
+        case .fail, .skip:
+            return
+        case .deadLetter:
+            guard let deadLetters else { return }
+            let rows = result.failures.map(\.row)
+            try deadLetters.write(FailedRows(stage: name, rows: Kernels.take(input, rows),
+                                             rowNumbers: rows.map { result.rowStart + $0 }, errors: result.failures))
+        }
     }
 
     private func appendInput(_ input: RecordBatch, _ results: [RecordBatch]) throws -> [RecordBatch] {
@@ -299,6 +327,7 @@ final class PythonNode: Node, @unchecked Sendable {
         s.restarts = p.restarts
         s.retries = p.retries
         s.workers = options.workers
+        s.rowsFailed = failedRows.value
         return s
     }
 }

@@ -25,6 +25,8 @@ public struct Pipeline: Sendable {
 
     let openSource: @Sendable () throws -> BatchReader
     var steps: [Step] = []
+    /// Where stages with `onError: .deadLetter` put their failed rows.
+    public var deadLetters: DeadLetterSink?
     /// Where supervisor notes and worker output go.
     public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
@@ -193,7 +195,12 @@ public struct Pipeline: Sendable {
             case .swift(let name, let transform):
                 nodes.append(SwiftNode(name: name, upstream: nodes.last!, transform: transform))
             case .python(let stages, let options):
-                nodes.append(PythonNode(stages: stages, options: options, upstream: nodes.last!, log: log))
+                let withPolicy = options.onError == .fail ? stages : stages.map { stage -> ControlDocuments.Stage in
+                    var s = stage
+                    s.options["on_error"] = "skip"
+                    return s
+                }
+                nodes.append(PythonNode(stages: withPolicy, options: options, upstream: nodes.last!, log: log, deadLetters: deadLetters))
             }
         }
         return Chain(source: source, nodes: nodes)

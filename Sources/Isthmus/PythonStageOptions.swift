@@ -36,6 +36,8 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var workerMemoryLimit: Int?
     /// BLAS/OpenMP threads per worker (nil = cores ÷ workers).
     public var threadsPerWorker: Int?
+    /// What happens when the function raises on some rows.
+    public var onError: RowErrorPolicy = .fail
 
     /// Defaults.
     public init() {}

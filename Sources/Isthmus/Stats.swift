@@ -21,6 +21,8 @@ public struct StageStats: Sendable, Codable {
     public var retries: Int?
     /// Workers of the stage.
     public var workers: Int?
+    /// Input rows the function failed on and that were skipped or dead-lettered.
+    public var rowsFailed: Int?
 }
 
 /// What a pipeline run did (`--stats FILE` writes it as JSON with `"version": 1`).

@@ -61,6 +61,21 @@ public enum ControlDocuments {
         public var retryable: Bool?
     }
 
+    /// One input row the worker isolated as failing (RESULT with the ROW_ERRORS flag).
+    public struct RowFailure: Codable, Sendable {
+        /// Index of the row in the batch (0-based).
+        public var row: Int
+        public var stage: String?
+        public var excType: String?
+        public var message: String
+        public var traceback: String?
+    }
+
+    /// The JSON frame of a RESULT with the ROW_ERRORS flag.
+    public struct RowFailures: Codable, Sendable {
+        public var failed: [RowFailure]
+    }
+
     /// HEARTBEAT, worker → host.
     public struct Heartbeat: Codable, Sendable {
         public var rssBytes: Int?

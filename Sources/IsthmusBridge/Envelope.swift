@@ -31,6 +31,8 @@ public struct Envelope: Hashable, Sendable {
     public static let major: UInt8 = 1
     /// Protocol minor version spoken here.
     public static let minor: UInt8 = 0
+    /// RESULT flag: frame 1 is a JSON list of failed rows, the payload starts at frame 2.
+    public static let rowErrorsFlag: UInt8 = 0x02
     /// Stage value meaning "no stage".
     public static let noStage: UInt16 = 0xFFFF
 

@@ -58,6 +58,8 @@ public struct PoolStats: Sendable, Codable {
     public var rowsIn = 0
     /// Result rows received.
     public var rowsOut = 0
+    /// Input rows isolated as failing (`on_error: skip`).
+    public var rowsFailed = 0
     /// Bytes of input payload handed to ZeroMQ.
     public var bytesOut = 0
     /// Bytes of result payload received.

@@ -308,38 +308,55 @@ final class PoolIO: @unchecked Sendable {
             return
         }
         let batch = s.inFlight[index]
-        let bytes = frames.dropFirst(2).reduce(0) { $0 + $1.count }
+        var payloadStart = 2
+        var failures: [ControlDocuments.RowFailure] = []
+        if envelope.flags & Envelope.rowErrorsFlag != 0 {
+            guard frames.count >= 3, let doc = try? ControlDocuments.decode(ControlDocuments.RowFailures.self, frames[2].bytes, what: "row failures") else {
+                workerFault(s, "sent a RESULT with the ROW_ERRORS flag but no valid failures document")
+                return
+            }
+            guard doc.failed.allSatisfy({ $0.row >= 0 && $0.row < batch.rows }) else {
+                workerFault(s, "reported failed rows outside batch \(batch.sequence) of \(batch.rows) rows")
+                return
+            }
+            failures = doc.failed
+            payloadStart = 3
+        }
+        let bytes = frames.dropFirst(payloadStart).reduce(0) { $0 + $1.count }
         if bytes > configuration.maxResultBytes {
             fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected a result of at most \(configuration.maxResultBytes) bytes (--max-result-bytes) but found \(bytes) bytes"))
             return
         }
         let batches: [RecordBatch]
         do {
-            batches = try BatchCodec.decodeResult(Array(frames.dropFirst(2)))
+            batches = try BatchCodec.decodeResult(Array(frames.dropFirst(payloadStart)))
         } catch {
             workerFault(s, "sent a RESULT for batch \(batch.sequence) that is not a valid Arrow IPC stream: \(error)")
             return
         }
         if let expected = declaredOutputSchema ?? outputSchema {
-            for b in batches where b.schema != expected {
+            for b in batches where b.schema != expected && !(b.schema.fields.isEmpty && b.length == 0) {
                 fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected output schema \(SchemaText.short(expected)) but found \(SchemaText.short(b.schema))"))
                 return
             }
-        } else if let first = batches.first {
+        } else if let first = batches.first(where: { !$0.schema.fields.isEmpty }) {
             outputSchema = first.schema
         }
         let rows = batches.reduce(0) { $0 + $1.length }
-        if configuration.requireSameRowCount && rows != batch.rows {
+        if configuration.requireSameRowCount && rows != batch.rows - failures.count {
             fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected \(batch.rows) result rows (one per input row, needed by --keep-input) but found \(rows)"))
             return
         }
         s.inFlight.remove(at: index)
         let t = now()
         s.lastResultAt = t
-        let result = PoolResult(sequence: batch.sequence, rowStart: batch.rowStart, inputRows: batch.rows, batches: batches, latency: t - batch.sentAt)
+        var result = PoolResult(sequence: batch.sequence, rowStart: batch.rowStart, inputRows: batch.rows,
+                                batches: batches.filter { !($0.schema.fields.isEmpty && $0.length == 0) }, latency: t - batch.sentAt)
+        result.failures = failures
         shared.locked {
             if configuration.ordered { shared.completed[batch.sequence] = result } else { shared.completedFIFO.append(result) }
             shared.stats.rowsOut += rows
+            shared.stats.rowsFailed += failures.count
             shared.stats.bytesIn += bytes
             shared.stats.inFlight -= 1
             shared.condition.broadcast()

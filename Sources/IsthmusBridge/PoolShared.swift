@@ -33,6 +33,8 @@ public struct PoolResult: Sendable {
     public var batches: [RecordBatch]
     /// Seconds from first send to result.
     public var latency: Double
+    /// Input rows the worker isolated as failing (stage option `on_error: skip`), by row index.
+    public var failures: [ControlDocuments.RowFailure] = []
     /// Total result rows.
     public var rows: Int { batches.reduce(0) { $0 + $1.length } }
 }

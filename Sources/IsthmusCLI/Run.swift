@@ -61,6 +61,8 @@ struct RunCommand: ParsableCommand {
     var progress: Bool?
     @Option(name: .long, help: "Write run statistics as JSON to this file.")
     var stats: String?
+    @Option(name: .long, help: "When the function raises on some rows: fail (default), skip, or dead-letter=PATH (failed rows with their errors go to PATH, format by extension).")
+    var onError: String = "fail"
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"
 
@@ -94,6 +96,20 @@ struct RunCommand: ParsableCommand {
             }
             options.environment[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
+        var deadLetterPath: String?
+        switch onError {
+        case "fail": options.onError = .fail
+        case "skip": options.onError = .skip
+        case let text where text.hasPrefix("dead-letter="):
+            let path = String(text.dropFirst("dead-letter=".count))
+            guard !path.isEmpty, path != "-", DataFormat.from(path: path) != nil else {
+                throw CLIFailure.usage("--on-error dead-letter=PATH: expected a file path ending in .arrows, .arrow, .feather, .csv, .jsonl or .ndjson but found '\(path)'")
+            }
+            options.onError = .deadLetter
+            deadLetterPath = path
+        default:
+            throw CLIFailure.usage("--on-error: expected fail, skip or dead-letter=PATH but found '\(onError)'")
+        }
         try checkUDFs()
         let inputFormat = try formatOption(from, flag: "--from")
         let discard = to?.lowercased() == "null"
@@ -111,6 +127,15 @@ struct RunCommand: ParsableCommand {
             pipeline = pipeline.select(select.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
         }
         for ref in udf { pipeline = pipeline.python(ref, options: options) }
+        let deadLetterFile = FileHolder()
+        if let deadLetterPath {
+            let writeOptions = try RunFormats.writeOptions(compression: compression)
+            pipeline.deadLetters = DeadLetterSink { schema in
+                let (writer, file) = try Formats.openWriter(path: deadLetterPath, format: nil, schema: schema, options: writeOptions)
+                deadLetterFile.file = file
+                return writer
+            }
+        }
 
         let control = RunControl(flushEachBatch: live)
         let signals = SignalTrap(control: control)
@@ -127,9 +152,16 @@ struct RunCommand: ParsableCommand {
         } catch {
             progressLine?.end()
             sink.abandon()
+            deadLetterFile.file?.abandon()
             throw RunFailure.map(error)
         }
         if !discard { try sink.commit() }
+        if let deadLetters = pipeline.deadLetters, try deadLetters.finish() {
+            try deadLetterFile.file?.commit()
+            note("isthmus: \(deadLetters.count) failed row\(deadLetters.count == 1 ? "" : "s") written to \(deadLetterPath ?? "")")
+        }
+        let failed = result.stages.compactMap(\.rowsFailed).reduce(0, +)
+        if failed > 0 && options.onError == .skip { note("isthmus: skipped \(failed) row\(failed == 1 ? "" : "s") the function failed on") }
         if let stats { try writeStats(result, to: stats) }
         if let signal = signals.received {
             note("interrupted: \(result.rowsOut) rows written")
@@ -194,4 +226,12 @@ enum RunFailure {
             return error
         }
     }
+}
+
+/// Holds the dead-letter output file for the run thread.
+///
+/// `@unchecked Sendable`: set once under the dead-letter sink's lock while the pipeline runs,
+/// read by the run thread only after the pipeline has finished.
+final class FileHolder: @unchecked Sendable {
+    var file: OutputFile?
 }

@@ -72,13 +72,17 @@ struct MutationTests {
     func mutate() throws {
         let seeds = try Self.seeds()
         for s in seeds { #expect(Self.read(s.bytes, isFile: s.isFile), "seed input \(s.name) must read") }
-        var rng = SeededRandom(seed: 0x15_7A_0C)
+        // Longer campaigns: ISTHMUS_MUTATION_ITERATIONS, ISTHMUS_MUTATION_SECONDS, ISTHMUS_MUTATION_SEED.
+        let env = ProcessInfo.processInfo.environment
+        let maxIterations = env["ISTHMUS_MUTATION_ITERATIONS"].flatMap { Int($0) } ?? 25_000
+        let seconds = env["ISTHMUS_MUTATION_SECONDS"].flatMap { Int($0) } ?? 15
+        var rng = SeededRandom(seed: env["ISTHMUS_MUTATION_SEED"].flatMap { UInt64($0) } ?? 0x15_7A_0C)
         func r(_ n: Int) -> Int { n <= 0 ? 0 : Int(rng.next() % UInt64(n)) }
         let interesting32: [UInt32] = [0, 1, 0xFFFF_FFFF, 0x7FFF_FFFF, 0x8000_0000, 8, 0xFFFF_FFF8, 0x0001_0000]
         let interesting8: [UInt8] = [0, 1, 0x7F, 0x80, 0xFF, 0x10]
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(seconds)
         var iterations = 0, reads = 0, errors = 0
-        while iterations < 25_000 && ContinuousClock.now < deadline {
+        while iterations < maxIterations && ContinuousClock.now < deadline {
             let (_, original, isFile) = seeds[r(seeds.count)]
             var b = original
             for _ in 0..<(1 + r(3)) {
