@@ -24,6 +24,8 @@ final class PoolIO: @unchecked Sendable {
         var lastHeartbeatSent = 0.0
         var lastResultAt = 0.0
         var inFlight: [PendingBatch] = []
+        /// Restarts since this slot last finished a batch (bounds restart storms).
+        var restartsWithoutProgress = 0
         init(index: Int) { self.index = index }
     }
 
@@ -348,6 +350,7 @@ final class PoolIO: @unchecked Sendable {
             return
         }
         s.inFlight.remove(at: index)
+        s.restartsWithoutProgress = 0
         let t = now()
         s.lastResultAt = t
         var result = PoolResult(sequence: batch.sequence, rowStart: batch.rowStart, inputRows: batch.rows,
@@ -409,6 +412,13 @@ final class PoolIO: @unchecked Sendable {
 
     /// A worker misbehaved (bad frame, protocol violation): kill it; its exit requeues its batches.
     private func workerFault(_ s: Slot, _ what: String) {
+        if s.phase == .starting || s.phase == .opening {
+            // A worker that cannot complete the handshake will not do better after a restart.
+            s.process?.kill(reason: "broke the handshake")
+            s.phase = .stopped
+            fail(BridgeError(.startup, "worker \(s.index) \(what) during the handshake"))
+            return
+        }
         configuration.log("isthmus: worker \(s.index) (pid \(s.process?.pid ?? 0)) \(what); replacing it")
         s.phase = .dying
         s.process?.kill(reason: "replaced after it \(what)")
@@ -434,7 +444,11 @@ final class PoolIO: @unchecked Sendable {
         let wasStarting = s.phase == .starting || s.phase == .opening
         s.identity = nil
         s.process = nil
-        if wasStarting {
+        // A worker that exits on its own before READY has an environment problem a restart will
+        // not fix (missing package, import error); one killed by a signal is restarted (bounded).
+        var killedBySignal = false
+        if case .signaled = cause { killedBySignal = true }
+        if wasStarting && !killedBySignal {
             fail(StartupDiagnosis.failure(slot: s.index, phase: s.phase, cause: cause, stderrTail: tail,
                                           python: configuration.python, stages: configuration.stages))
             s.phase = .stopped
@@ -459,6 +473,11 @@ final class PoolIO: @unchecked Sendable {
             shared.stats.retries += lost.count
             shared.stats.inFlight -= lost.count
             shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count
+        }
+        s.restartsWithoutProgress += 1
+        if s.restartsWithoutProgress > configuration.maxRetries + 2 {
+            fail(BridgeError(.workerFailed, "worker \(s.index) failed \(s.restartsWithoutProgress) times in a row without finishing a batch (last: \(cause))", detail: traceback))
+            return
         }
         do {
             try launch(s)

@@ -1,0 +1,224 @@
+"""Fault injection: every failure visible, nothing lost or duplicated."""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+import zmq
+
+from harness import isthmus_bin, python_bin, udf
+
+HERE = Path(__file__).resolve().parent
+
+
+def write_w1(path, n, chunk=1000):
+    rng = np.random.default_rng(42)
+    t = pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "x": pa.array(rng.uniform(-1, 1, n))})
+    with ipc.new_stream(str(path), t.schema) as w:
+        for b in t.to_batches(max_chunksize=chunk):
+            w.write_batch(b)
+    return t
+
+
+def start(args, tmp_path, env=None):
+    e = dict(os.environ)
+    e.setdefault("ISTHMUS_PYTHON", python_bin())
+    e["TMPDIR"] = str(tmp_path)
+    if env:
+        e.update(env)
+    return subprocess.Popen([isthmus_bin(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(Path(stat).parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for_workers(host: subprocess.Popen, n: int, timeout=30.0) -> list[int]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        kids = [k for k in children(host.pid) if "isthmus.worker" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+        if len(kids) >= n:
+            return kids
+        time.sleep(0.05)
+    raise AssertionError(f"expected {n} workers under pid {host.pid}")
+
+
+def fake_python(tmp_path, mode):
+    script = tmp_path / "fake-python"
+    script.write_text(f"#!/bin/sh\nISTHMUS_FAKE_MODE={mode} exec {python_bin()} {HERE / 'fake_worker.py'} \"$@\"\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_first_signal_drains_and_leaves_a_valid_prefix(tmp_path, sig, code):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 200_000)
+    out = tmp_path / "out.arrow"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
+               "--workers", "2", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.05"})
+    wait_for_workers(p, 2)
+    time.sleep(1.5)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode == code, err
+    got = ipc.open_file(str(out)).read_all()
+    n = got.num_rows
+    assert 0 < n < 200_000
+    assert got.column("id").to_pylist() == list(range(n))
+    assert f"interrupted: {n} rows written" in err
+
+
+def test_second_signal_stops_at_once_without_output(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 200_000)
+    out = tmp_path / "out.arrow"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
+               "--workers", "1", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.5"})
+    wait_for_workers(p, 1)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.arrow.tmp-*"))
+
+
+def test_host_sigkill_leaves_no_orphans_and_next_run_cleans_up(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 100_000)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf",
+               f"{udf('slow.py')}:slow_linear", "--workers", "2", "--batch-rows", "1000"], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": "0.2"})
+    workers = wait_for_workers(p, 2)
+    assert list(tmp_path.glob("isthmus-*"))
+    p.kill()
+    p.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "workers outlived their host"
+    stale = list(tmp_path.glob("isthmus-*"))
+    assert stale, "the killed host's run folder should still be there"
+    # The next run removes it.
+    small = tmp_path / "small.arrows"
+    write_w1(small, 10)
+    q = start(["run", "--input", str(small), "--output", str(tmp_path / "o2.arrows"), "--udf",
+               f"{udf('basic.py')}:linear", "--workers", "1"], tmp_path)
+    q.communicate(timeout=60)
+    assert q.returncode == 0
+    assert not any(d.exists() for d in stale)
+
+
+def test_sigstop_worker_is_replaced_by_the_batch_deadline(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 20_000)
+    out = tmp_path / "out.arrows"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
+               "--workers", "2", "--batch-rows", "1000", "--timeout", "2s"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.1"})
+    workers = wait_for_workers(p, 2)
+    time.sleep(0.8)
+    os.kill(workers[0], signal.SIGSTOP)
+    _, err = p.communicate(timeout=120)
+    err = err.decode()
+    assert p.returncode == 0, err
+    assert "timed out after 2s" in err
+    got = ipc.open_stream(str(out)).read_all()
+    assert got.column("id").to_pylist() == list(range(20_000))
+
+
+def test_worker_memory_limit_is_reported_as_out_of_memory(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 10)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('slow.py')}:hog",
+               "--workers", "1", "--worker-memory-limit", "1Gi"], tmp_path)
+    _, err = p.communicate(timeout=120)
+    err = err.decode()
+    assert p.returncode == 1, err
+    line = [l for l in err.splitlines() if l.startswith("error: ")][0]
+    assert "out of memory" in line
+
+
+def test_version_mismatch_names_both_versions(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 10)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('basic.py')}:linear",
+               "--workers", "1", "--python", fake_python(tmp_path, "version")], tmp_path)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode == 2, err
+    line = [l for l in err.splitlines() if l.startswith("error: ")][0]
+    assert "protocol 2.0" in line and "1.0" in line and "pip install" in line
+
+
+def test_garbage_from_a_worker_gets_it_replaced_then_fails_after_retries(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 10)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('basic.py')}:linear",
+               "--workers", "1", "--python", fake_python(tmp_path, "garbage-after-open"), "--startup-timeout", "5s"], tmp_path)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode in (1, 2), err
+    assert "malformed" in err or "breaks the protocol" in err or "did not become ready" in err
+
+
+def test_intruders_are_refused_and_the_run_is_unaffected(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_w1(src, 30_000)
+    out = tmp_path / "out.arrows"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
+               "--workers", "2", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.05"})
+    wait_for_workers(p, 2)
+    sock = glob.glob(str(tmp_path / "isthmus-*" / "w.sock"))
+    assert sock
+    mode = os.stat(os.path.dirname(sock[0])).st_mode & 0o777
+    assert mode == 0o700
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect("ipc://" + sock[0])
+    import json, struct
+    env = lambda kind, major=1: b"ISTH" + struct.pack("<BBBBHHIQ", major, 0, kind, 0, 0xFFFF, 0, 0, 0)
+    s.send_multipart([b"garbage"])                                                   # not an envelope
+    s.send_multipart([env(1), json.dumps({"protocol": "1.0", "helper": "0", "pid": 1, "slot": 0,
+                                          "token": "0" * 32}).encode()])             # wrong token
+    s.send_multipart([env(1, major=7), b"{}"])                                        # unknown version
+    s.send_multipart([env(5), b"x" * (8 << 20)])                                       # RESULT from nobody, oversized
+    s.send_multipart([struct.pack("<Q", 5) + b"ISTH" * 4])                            # wrong length
+    _, err = p.communicate(timeout=120)
+    s.close()
+    ctx.term()
+    err = err.decode()
+    assert p.returncode == 0, err
+    assert "wrong run token" in err
+    assert "unknown peer" in err
+    got = ipc.open_stream(str(out)).read_all()
+    assert got.column("id").to_pylist() == list(range(30_000))
