@@ -12,12 +12,13 @@ RELEASE_BIN := .build/release/isthmus
 SYSTEM_PACKAGES := libzmq3-dev liblz4-dev libzstd-dev pkg-config
 PY_PACKAGES := pyarrow pyzmq numpy pandas pytest hypothesis
 
-.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench clean
+.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench chaos clean
 
 help:
 	@echo "make demo   - run the demo pipeline (installs what it needs)"
 	@echo "make test   - run every test suite (installs what it needs)"
 	@echo "make bench  - run the benchmarks"
+	@echo "make chaos  - run the long fault-injection suite"
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -60,6 +61,9 @@ demo: deps build-release
 
 bench: deps build-release
 	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py
+
+chaos: deps build
+	ISTHMUS_BIN=$(abspath $(DEBUG_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) Tests/e2e/chaos.py
 
 clean:
 	rm -rf .build $(VENV)

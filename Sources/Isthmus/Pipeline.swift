@@ -139,6 +139,21 @@ public struct Pipeline: Sendable {
         }
     }
 
+    /// Runs the pipeline into a file (format from the extension unless given), moved into place
+    /// only when the run succeeds.
+    public func run(writingTo path: String, format: DataFormat? = nil, options: WriteOptions = WriteOptions(),
+                    control: RunControl = RunControl()) async throws -> RunStats {
+        let sink = FileSink(path: path, format: format, options: options)
+        do {
+            let stats = try await run(into: sink, control: control)
+            try sink.commit()
+            return stats
+        } catch {
+            sink.abandon()
+            throw error
+        }
+    }
+
     /// Output batches as an async sequence.
     public func results(control: RunControl = RunControl()) -> AsyncThrowingStream<RecordBatch, Error> {
         AsyncThrowingStream(bufferingPolicy: .unbounded) { continuation in

@@ -59,7 +59,7 @@ struct DemoCommand: ParsableCommand {
             }
         pipeline.log = { note($0) }
         let output = "\(dir)/high_risk.arrow"
-        let sink = LazySink(path: output, format: nil, compression: "none")
+        let sink = FileSink(path: output, format: nil, options: try RunFormats.writeOptions(compression: "none"))
         let line = ProgressLine()
         note("demo: scoring with \(workers) Python worker\(workers == 1 ? "" : "s") (\(options.python))")
         let stats: RunStats

@@ -139,7 +139,7 @@ struct RunCommand: ParsableCommand {
 
         let control = RunControl(flushEachBatch: live)
         let signals = SignalTrap(control: control)
-        let sink = LazySink(path: output, format: outputFormat, compression: compression)
+        let sink = FileSink(path: output, format: outputFormat, options: try RunFormats.writeOptions(compression: compression))
         signals.onSecondSignal = { sink.abandonNow() }
         let showProgress = progress ?? (isatty(2) == 1)
         let progressLine = showProgress ? ProgressLine() : nil

@@ -2,58 +2,6 @@ import Foundation
 import Isthmus
 import IsthmusArrow
 
-/// The output of `run`: opened when the first batch (and so the output schema) arrives,
-/// written under a temporary name, moved into place by `commit()`.
-final class LazySink: BatchWriter, @unchecked Sendable {
-    // @unchecked: written by the run thread; `abandonNow()` may race with it only on a second
-    // signal, when the process exits right after removing the temporary file.
-    let path: String
-    let format: DataFormat?
-    let compression: String
-    private var writer: BatchWriter?
-    private var file: OutputFile?
-    private var finished = false
-
-    init(path: String, format: DataFormat?, compression: String) {
-        self.path = path
-        self.format = format
-        self.compression = compression
-    }
-
-    private func open(_ schema: Schema) throws {
-        let (w, f) = try Formats.openWriter(path: path, format: format, schema: schema, options: try RunFormats.writeOptions(compression: compression))
-        writer = w
-        file = f
-    }
-
-    func write(_ batch: RecordBatch) throws {
-        if writer == nil { try open(batch.schema) }
-        try writer!.write(batch)
-    }
-
-    func flush() throws { try writer?.flush() }
-
-    func finish() throws {
-        if writer == nil { try open(Schema([])) }
-        try writer!.finish()
-        finished = true
-    }
-
-    /// Moves the finished output into place.
-    func commit() throws {
-        if !finished { try finish() }
-        try file?.commit()
-    }
-
-    /// Deletes the temporary output.
-    func abandon() { file?.abandon() }
-
-    /// Deletes the temporary output from a signal handler path.
-    func abandonNow() {
-        if let t = file?.temporaryPath { unlink(t) }
-    }
-}
-
 /// Handles SIGINT/SIGTERM: the first stops the source so in-flight batches finish and the
 /// output is closed valid; the second exits at once and leaves no output.
 final class SignalTrap: @unchecked Sendable {

@@ -12,7 +12,8 @@ little-endian envelope::
     4      1    major     1
     5      1    minor     0
     6      1    kind      1..9
-    7      1    flags     bit 0 LAST (reserved); unknown bits are ignored
+    7      1    flags     bit 0 LAST (reserved), bit 1 ROW_ERRORS (RESULT only);
+                          unknown bits are ignored
     8      2    stage     u16, 0xFFFF = no stage
     10     2    reserved  must be 0
     12     4    attempt   u32
@@ -35,6 +36,10 @@ __all__ = [
     "ENVELOPE_SIZE",
     "NO_STAGE",
     "FLAG_LAST",
+    "FLAG_ROW_ERRORS",
+    "ON_ERROR_VALUES",
+    "MAX_ROW_FAILURES",
+    "MAX_TRACEBACK_BYTES",
     "EOS_MARKER",
     "CONTINUATION",
     "PROTOCOL_MAJOR",
@@ -60,11 +65,15 @@ __all__ = [
     "StageInfo",
     "Ready",
     "ErrorReport",
+    "RowFailure",
     "HeartbeatReport",
     "parse_hello",
     "parse_open",
     "parse_ready",
     "parse_error",
+    "parse_row_failures",
+    "result_payload_start",
+    "truncate_utf8",
     "parse_heartbeat",
     "parse_close",
     "parse_token",
@@ -79,6 +88,16 @@ ENVELOPE_SIZE: Final = 24
 NO_STAGE: Final = 0xFFFF
 #: Flag bit 0, reserved for future streaming (must be 0 in 1.0).
 FLAG_LAST: Final = 0x01
+#: Flag bit 1, RESULT only: frame 1 is the failed-rows JSON document and the
+#: payload starts at frame 2 (stage option ``on_error: "skip"``).
+FLAG_ROW_ERRORS: Final = 0x02
+#: Values of the ``on_error`` stage option; the first is the default.
+ON_ERROR_VALUES: Final = ("fail", "skip")
+#: At most this many failed rows are reported for one batch; beyond it the
+#: batch fails as a whole (ERROR kind "user").
+MAX_ROW_FAILURES: Final = 10_000
+#: Each failed row's ``traceback`` (and ``message``) is cut to this many bytes of UTF-8.
+MAX_TRACEBACK_BYTES: Final = 8 * 1024
 #: The Arrow IPC end-of-stream marker: continuation token and a zero length.
 EOS_MARKER: Final = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 #: The Arrow IPC continuation token that starts every encapsulated message.
@@ -487,6 +506,95 @@ def parse_error(doc: dict[str, Any]) -> ErrorReport:
         row_end=_field(doc, "row_end", (int, type(None)), what, None),
         retryable=_field(doc, "retryable", bool, what, False),
     )
+
+
+def truncate_utf8(text: str, limit: int = MAX_TRACEBACK_BYTES) -> str:
+    """``text`` unchanged when its UTF-8 encoding fits in ``limit`` bytes; else its
+    head and tail (the tail of a traceback names the raising line) joined by a
+    marker line, together at most ``limit`` bytes, cut at character boundaries."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    marker = f"\n... ({len(data)} bytes, cut to {limit}) ...\n".encode()
+    room = max(0, limit - len(marker))
+    head = room // 4
+    tail = room - head
+    return (
+        data[:head].decode("utf-8", "ignore")
+        + marker.decode()
+        + data[len(data) - tail :].decode("utf-8", "ignore")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    """One entry of the ``failed`` list of a RESULT with the ROW_ERRORS flag:
+    an input row (0-based index in the BATCH) whose presence made the chain raise."""
+
+    row: int
+    stage: str | None
+    exc_type: str
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "stage": self.stage,
+            "exc_type": self.exc_type,
+            "message": self.message,
+            "traceback": self.traceback,
+        }
+
+
+def parse_row_failures(doc: dict[str, Any], rows: int | None = None) -> list[RowFailure]:
+    """The ``failed`` list of a ROW_ERRORS document. Rows must be distinct,
+    ascending, and (when ``rows``, the BATCH row count, is given) below ``rows``."""
+    what = "row failures"
+    raw = _field(doc, "failed", list, what)
+    if len(raw) > MAX_ROW_FAILURES:
+        raise ProtocolError(
+            f"expected at most {MAX_ROW_FAILURES} entries in the row failures document, found {len(raw)}", "field"
+        )
+    out: list[RowFailure] = []
+    previous = -1
+    for i, f in enumerate(raw):
+        if not isinstance(f, dict):
+            raise ProtocolError(f"expected failed[{i}] to be an object, found {type(f).__name__}", "field")
+        w = f"row failures failed[{i}]"
+        row = _field(f, "row", int, w)
+        if row <= previous:
+            raise ProtocolError(
+                f"expected the rows of the row failures document to be distinct and ascending, "
+                f"found {row} after {previous}",
+                "field",
+            )
+        if row < 0 or (rows is not None and row >= rows):
+            bound = f"0..{rows - 1}" if rows is not None else ">= 0"
+            raise ProtocolError(f"expected failed[{i}] row in {bound}, found {row}", "field")
+        previous = row
+        out.append(
+            RowFailure(
+                row=row,
+                stage=_field(f, "stage", (str, type(None)), w, None),
+                exc_type=_field(f, "exc_type", str, w),
+                message=_field(f, "message", str, w),
+                traceback=_field(f, "traceback", str, w, ""),
+            )
+        )
+    return out
+
+
+def result_payload_start(envelope: Envelope, count: int) -> int:
+    """Index of the first payload frame of a RESULT of ``count`` frames (envelope
+    included): 2 with the ROW_ERRORS flag (frame 1 is the failures document), else 1."""
+    if envelope.flags & FLAG_ROW_ERRORS:
+        if count < 3:
+            raise ProtocolError(
+                f"expected at least 3 frames in a RESULT with the ROW_ERRORS flag, found {count}", "frames"
+            )
+        return 2
+    return 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -422,7 +422,7 @@ def capabilities() -> list[str]:
     for optional in ("pandas", "numpy"):
         if optional in sys.modules or importlib.util.find_spec(optional) is not None:
             caps.append(optional)
-    caps += ["generator", "class"]
+    caps += ["generator", "class", "row_errors"]
     # Arrow IPC body codecs this worker can read in BATCH payloads.
     for codec, cap in (("lz4_frame", "lz4_frame"), ("zstd", "zstd")):
         try:
@@ -516,6 +516,8 @@ class Worker:
         self.heartbeat_ms = 1000
         self.missed_heartbeats = 5
         self._encoder = StreamEncoder()
+        #: Stage option on_error=skip on any stage: isolate failing rows for the chain.
+        self.skip_rows = False
         self._stop = threading.Event()
         self._rcvtimeo = -1
         self._linger_ms = 1000
@@ -664,12 +666,24 @@ class Worker:
         self.input_schema = schema
         self.heartbeat_ms = doc.heartbeat_ms
         self.missed_heartbeats = doc.missed_heartbeats
+        # on_error applies to the whole fused chain: one stage saying skip is enough.
+        self.skip_rows = any(ref.options.get("on_error") == "skip" for ref in doc.stages)
         for index, ref in enumerate(doc.stages):
             try:
-                loaded = resolve(ref.udf, overrides=self.config.overrides)
                 rows = ref.options.get("rows", "any")
                 if rows not in ("any", "same"):
                     raise LoaderError(f"stage {ref.name}: expected option rows to be 'any' or 'same', found {rows!r}")
+                on_error = ref.options.get("on_error", "fail")
+                if on_error not in P.ON_ERROR_VALUES:
+                    raise LoaderError(f"stage {ref.name}: expected option on_error to be 'fail' or 'skip', found {on_error!r}")
+                loaded = resolve(ref.udf, overrides=self.config.overrides)
+                if self.skip_rows and loaded.spec.kind == "generator":
+                    raise LoaderError(
+                        f"stage {ref.name}: expected a function or class stage with on_error=skip, found a "
+                        f"generator stage: a generator keeps state across batches and cannot be re-run on "
+                        f"parts of a batch to isolate the failing rows; use on_error=fail for this chain, "
+                        f"or write the stage as a function or a class"
+                    )
                 self.stages.append(Stage(index, ref.name, loaded, rows_same=rows == "same"))
             except LoaderError as exc:
                 self._setup_failed(index, ref.name, exc.exc_type, exc.message, exc.traceback)
@@ -752,11 +766,136 @@ class Worker:
                 current = combine(batches, schema)
                 batches, schema = stage.run(current)
         except StageFailure as failure:
-            self._send_error(failure.report, stage=failure.index, attempt=env.attempt, sequence=env.sequence)
+            if not (self.skip_rows and failure.report.kind == "user" and batch.num_rows):
+                self._send_error(failure.report, stage=failure.index, attempt=env.attempt, sequence=env.sequence)
+                return
+            first = failure.index, failure.report
+        else:
+            last = len(self.stages) - 1
+            out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
+            self._send([out_env, *self._encoder.encode(schema, batches)])
+            return
+        # Outside the except clause, so that the UDF's exceptions during isolation
+        # are not chained to this one.
+        self._batch_isolating(env, batch, *first)
+
+    # -- on_error=skip: row isolation -----------------------------------------------------
+    #
+    # Only reached after the chain raised a user exception on a whole batch, so the
+    # fail-fast path above pays nothing for it.
+
+    def _run_chain(self, batch: pa.RecordBatch) -> tuple[list[pa.RecordBatch], pa.Schema]:
+        """The fused chain on one batch (or slice); raises StageFailure."""
+        batches = [batch]
+        schema = batch.schema
+        for stage in self.stages:
+            batches, schema = stage.run(combine(batches, schema))
+        return batches, schema
+
+    def _batch_isolating(self, env: P.Envelope, batch: pa.RecordBatch, index: int, report: P.ErrorReport) -> None:
+        """Answers a batch whose chain raised: RESULT with the good rows' outputs and
+        the failed rows (flag ROW_ERRORS), or ERROR when isolation is impossible."""
+        try:
+            good, failed = self._isolate(batch, index, report)
+            schema, batches = self._join_outputs(good)
+        except StageFailure as fatal:
+            self._send_error(fatal.report, stage=fatal.index, attempt=env.attempt, sequence=env.sequence)
             return
         last = len(self.stages) - 1
-        out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
-        self._send([out_env, *self._encoder.encode(schema, batches)])
+        if not failed:  # the failure depended on the batch's composition: no row to blame
+            out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
+            self._send([out_env, *self._encoder.encode(schema, batches)])
+            return
+        doc = {"failed": [self._row_failure(row, r).to_json() for row, _, r in failed]}
+        out_env = P.encode_envelope(
+            P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=P.FLAG_ROW_ERRORS
+        )
+        self._send([out_env, P.dumps_json(doc), *self._encoder.encode(schema, batches)])
+
+    def _isolate(
+        self, batch: pa.RecordBatch, index: int, report: P.ErrorReport
+    ) -> tuple[list[tuple[list[pa.RecordBatch], pa.Schema]], list[tuple[int, int, P.ErrorReport]]]:
+        """Bisects ``batch``, on which stage ``index`` raised (``report``): re-runs the chain on
+        both halves (zero-copy slices), recursively, down to single rows. Returns the
+        outputs of the good slices in input order and (row, stage index, report) of
+        every row that raises on its own, ascending. Raises StageFailure when a slice fails with
+        another kind than "user" (schema, oom) or when too many rows fail."""
+        limit = P.MAX_ROW_FAILURES
+        good: list[tuple[list[pa.RecordBatch], pa.Schema]] = []
+        failed: list[tuple[int, int, P.ErrorReport]] = []
+
+        # Only the reports are kept, not the exceptions: their tracebacks would keep
+        # every failing slice's frames (and converted inputs) alive.
+        def bisect(offset: int, length: int, index: int, report: P.ErrorReport) -> None:
+            if length == 1:
+                failed.append((offset, index, report))
+                if len(failed) > limit:
+                    raise self._too_many(batch, failed[0])
+                return
+            half = length // 2
+            for start, size in ((offset, half), (offset + half, length - half)):
+                try:
+                    good.append(self._run_chain(batch.slice(start, size)))
+                    continue
+                except StageFailure as sub:
+                    if sub.report.kind != "user":
+                        raise
+                    sub_index, sub_report = sub.index, sub.report
+                bisect(start, size, sub_index, sub_report)
+
+        bisect(0, batch.num_rows, index, report)
+        return good, failed
+
+    def _too_many(self, batch: pa.RecordBatch, first: tuple[int, int, P.ErrorReport]) -> StageFailure:
+        row, index, r = first
+        head = r.message.splitlines()[0] if r.message else ""
+        message = (
+            f"expected at most {P.MAX_ROW_FAILURES} failed rows in one batch with on_error=skip, found more "
+            f"in this batch of {batch.num_rows} rows, so the whole batch fails; the first failure is row "
+            f"{row}, stage {r.stage}: {r.exc_type}: {head}"
+        )
+        report = P.ErrorReport(
+            "user", r.exc_type, P.truncate_utf8(message), P.truncate_utf8(r.traceback), r.stage, row, row + 1, False
+        )
+        return StageFailure(index, report)
+
+    @staticmethod
+    def _row_failure(row: int, r: P.ErrorReport) -> P.RowFailure:
+        return P.RowFailure(row, r.stage, r.exc_type, P.truncate_utf8(r.message), P.truncate_utf8(r.traceback))
+
+    def _join_outputs(
+        self, good: list[tuple[list[pa.RecordBatch], pa.Schema]]
+    ) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+        """One schema and the batches of the good slices, in order. Without any good
+        slice: the last stage's declared schema, else a schema with no fields. Slices
+        of an undeclared schema may infer different types (a slice of nulls gives
+        ``null``); they are unified (permissive promotion) or the batch fails."""
+        if not good:
+            declared = self.stages[-1].udf.spec.schema
+            return (declared if declared is not None else _EMPTY_SCHEMA), []
+        with_rows = [(bs, s) for bs, s in good if any(b.num_rows for b in bs)]
+        if not with_rows:
+            return good[0][1], []
+        schema = with_rows[0][1]
+        if all(s is schema or s.equals(schema) for _, s in with_rows):
+            return schema, [b for bs, _ in with_rows for b in bs if b.num_rows]
+        try:
+            unified = pa.unify_schemas([s for _, s in with_rows], promote_options="permissive")
+            out: list[pa.RecordBatch] = []
+            for bs, s in with_rows:
+                part = [b for b in bs if b.num_rows]
+                if not s.equals(unified):
+                    part = pa.Table.from_batches(part, schema=s).select(unified.names).cast(unified).to_batches()
+                out.extend(part)
+            return unified, out
+        except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
+            last = self.stages[-1]
+            others = ", ".join(sorted({format_schema(s) for _, s in with_rows}))
+            message = (
+                f"stage {last.name}: expected the good slices of a batch (on_error=skip) to return one "
+                f"output schema, found {others} ({exc})"
+            )
+            raise StageFailure(last.index, P.ErrorReport("schema", "SchemaError", message, "", last.name)) from None
 
     def _close_stages(self) -> None:
         stages, self.stages = self.stages, []
