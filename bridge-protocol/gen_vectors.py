@@ -217,6 +217,39 @@ def build() -> dict[str, dict[str, Any]]:
         "worker", frames, payload=payload_doc(empty, [], 1),
     )
 
+    # RESULT with the ROW_ERRORS flag (stage option on_error=skip): 5 input rows,
+    # rows 1 and 3 raised (in stages 0 and 1), the other rows' outputs follow.
+    # Bisection ran the chain on rows [0,1), [2,3) and [4,5): one record batch each.
+    row_failures = {
+        "failed": [
+            {
+                "row": 1,
+                "stage": "clean",
+                "exc_type": "KeyError",
+                "message": "'country'",
+                "traceback": "Traceback (most recent call last):\n  File \"prep.py\", line 8, in clean\n    code = CODES[row[\"country\"]]\nKeyError: 'country'\n",
+            },
+            {
+                "row": 3,
+                "stage": "predict",
+                "exc_type": "ValueError",
+                "message": "negative balance",
+                "traceback": 'Traceback (most recent call last):\n  File "score.py", line 12, in predict\n    raise ValueError("negative balance")\nValueError: negative balance\n',
+            },
+        ]
+    }
+    good_batches = [
+        pa.record_batch([pa.array([ident], pa.int64()), pa.array([score], pa.float64())], schema=output_schema)
+        for ident, score in ((1, 2.0), (3, 4.5), (5, None))
+    ]
+    payload = stream(output_schema, good_batches)
+    frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=4, flags=P.FLAG_ROW_ERRORS), P.dumps_json(row_failures), payload]
+    out["result_row_errors"] = vector(
+        "result_row_errors",
+        "Result of batch 4 (5 rows) with on_error=skip: flag ROW_ERRORS (0x02); frame 1 lists the failed input rows 1 (stage 0) and 3 (stage 1); the payload from frame 2 holds the outputs of rows 0, 2 and 4, one record batch per good slice, in input order.",
+        "worker", frames, json=row_failures, payload=payload_doc(output_schema, good_batches, 1),
+    )
+
     # ERROR (user exception with a row range)
     error = {
         "kind": "user",

@@ -95,7 +95,6 @@ final class PythonNode: Node, @unchecked Sendable {
     private var feeder: Thread?
     private var started = false
     private var pending: [RecordBatch] = []
-    private let inputs = Locked<[UInt64: RecordBatch]>([:])   // --keep-input: input batches by sequence
     private let latency = LatencyRecorder()
     private let feederDone = DispatchSemaphore(value: 0)
     private var emptyProbe = false
@@ -187,17 +186,14 @@ final class PythonNode: Node, @unchecked Sendable {
             sentAny = true
             switch options.partitioning {
             case .roundRobin:
-                let seq = try pool.submit(b, rowStart: rowStart)
-                if keepsInputs { inputs.withLock { $0[seq] = b } }
+                try pool.submit(b, rowStart: rowStart, keepInput: keepsInputs)
             case .hash:
                 for (slot, part) in partitioner!.split(b) {
-                    let seq = try pool.submit(part, rowStart: rowStart, slot: slot)
-                    if keepsInputs { inputs.withLock { $0[seq] = part } }
+                    try pool.submit(part, rowStart: rowStart, slot: slot, keepInput: keepsInputs)
                 }
             case .broadcast:
                 for slot in 0..<options.workers {
-                    let seq = try pool.submit(b, rowStart: rowStart, slot: slot)
-                    if keepsInputs { inputs.withLock { $0[seq] = b } }
+                    try pool.submit(b, rowStart: rowStart, slot: slot, keepInput: keepsInputs)
                 }
             }
             rowStart += b.length
@@ -219,8 +215,7 @@ final class PythonNode: Node, @unchecked Sendable {
                 // No rows at all: send one empty batch so the output schema is still known.
                 emptyProbe = true
                 let empty = try RecordBatch(schema: schema, columns: schema.fields.map { try ArrayData.build($0.type, []) }, length: 0)
-                let seq = try pool.submit(empty, rowStart: 0, slot: options.partitioning == .roundRobin ? nil : 0)
-                if keepsInputs { inputs.withLock { $0[seq] = empty } }
+                try pool.submit(empty, rowStart: 0, slot: options.partitioning == .roundRobin ? nil : 0, keepInput: keepsInputs)
             }
             pool.finishInput()
         } catch let error as BridgeError {
@@ -249,7 +244,7 @@ final class PythonNode: Node, @unchecked Sendable {
             guard let result else { return nil }
             latency.record(seconds: result.latency)
             var out = result.batches
-            let input = keepsInputs ? inputs.withLock({ $0.removeValue(forKey: result.sequence) }) : nil
+            let input = result.input
             if !result.failures.isEmpty, let input {
                 try handleFailures(result, input)
             }

@@ -356,6 +356,7 @@ final class PoolIO: @unchecked Sendable {
         var result = PoolResult(sequence: batch.sequence, rowStart: batch.rowStart, inputRows: batch.rows,
                                 batches: batches.filter { !($0.schema.fields.isEmpty && $0.length == 0) }, latency: t - batch.sentAt)
         result.failures = failures
+        result.input = batch.input
         shared.locked {
             if configuration.ordered { shared.completed[batch.sequence] = result } else { shared.completedFIFO.append(result) }
             shared.stats.rowsOut += rows

@@ -13,6 +13,8 @@ struct PendingBatch: Sendable {
     var payloadBytes: Int
     /// Slot the batch must go to (hash partitioning, broadcast), or nil for any.
     var slot: Int?
+    /// The batch itself, when the caller wants it back with the result.
+    var input: RecordBatch?
     var failures = 0
     var lastCause = ""
     /// When the batch was first sent (latency counts from here).
@@ -33,6 +35,8 @@ public struct PoolResult: Sendable {
     public var batches: [RecordBatch]
     /// Seconds from first send to result.
     public var latency: Double
+    /// The input batch, when it was submitted with `keepInput`.
+    public var input: RecordBatch?
     /// Input rows the worker isolated as failing (stage option `on_error: skip`), by row index.
     public var failures: [ControlDocuments.RowFailure] = []
     /// Total result rows.

@@ -79,10 +79,11 @@ public final class WorkerPool: @unchecked Sendable {
         _ = write(wakeWrite, &b, 1)
     }
 
-    /// Sends a batch to the workers (to `slot` when given). Blocks while the window is full
+    /// Sends a batch to the workers (to `slot` when given); with `keepInput` the batch comes
+    /// back with its result (`PoolResult.input`). Blocks while the window is full
     /// (backpressure). Throws the pool's failure if it has failed. Returns the sequence number.
     @discardableResult
-    public func submit(_ batch: RecordBatch, rowStart: Int, slot: Int? = nil) throws -> UInt64 {
+    public func submit(_ batch: RecordBatch, rowStart: Int, slot: Int? = nil, keepInput: Bool = false) throws -> UInt64 {
         guard batch.schema == configuration.inputSchema else {
             throw BridgeError(.schemaMismatch, "expected batches with schema (\(configuration.inputSchema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", "))) but found (\(batch.schema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", ")))")
         }
@@ -96,7 +97,8 @@ public final class WorkerPool: @unchecked Sendable {
             if shared.stopRequested { throw BridgeError(.cancelled, "the pool was shut down") }
             let s = shared.submitted
             shared.submitted += 1
-            shared.inbox.append(PendingBatch(sequence: s, rowStart: rowStart, rows: batch.length, payload: payload, payloadBytes: bytes, slot: slot))
+            shared.inbox.append(PendingBatch(sequence: s, rowStart: rowStart, rows: batch.length, payload: payload, payloadBytes: bytes, slot: slot,
+                                              input: keepInput ? batch : nil))
             shared.stats.batches += 1
             shared.stats.rowsIn += batch.length
             shared.stats.bytesOut += bytes

@@ -64,7 +64,7 @@ enum IPCTestSupport {
 
     /// Decompresses a `.json.gz` fixture with gzip and parses it.
     static func json(_ url: URL) throws -> [String: Any] {
-        let (status, data, err) = try run("/bin/gzip", ["-dc", url.path])
+        let (status, data, err) = try run("/usr/bin/env", ["gzip", "-dc", url.path])
         guard status == 0 else { throw ArrowError(.io, "gzip failed on \(url.lastPathComponent): \(err)") }
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }

@@ -71,7 +71,13 @@ struct VectorTests {
                 #expect(e.kind == (decoded["json"] as! [String: Any])["kind"] as? String)
             case .batch, .result:
                 let payload = decoded["payload"] as! [String: Any]
-                let stream = Buffer(Array(frames.dropFirst().joined()))
+                let rowErrors = env.flags & Envelope.rowErrorsFlag != 0
+                if rowErrors {
+                    let doc = try frames[1].withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.RowFailures.self, $0, what: "row failures") }
+                    let expected = (decoded["json"] as! [String: Any])["failed"] as! [[String: Any]]
+                    #expect(doc.failed.map(\.row) == expected.map { $0["row"] as! Int }, "\(name)")
+                }
+                let stream = Buffer(Array(frames.dropFirst(rowErrors ? 2 : 1).joined()))
                 let reader = try IPCStreamReader(buffer: stream)
                 var batches: [RecordBatch] = []
                 while let b = try reader.next() { batches.append(b) }

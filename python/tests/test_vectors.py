@@ -35,8 +35,8 @@ def describe(schema: pa.Schema) -> list[dict[str, Any]]:
 
 def test_vector_set_is_complete() -> None:
     names = {os.path.basename(p)[:-5] for p in VALID}
-    required = {"hello", "open", "ready", "batch", "result", "error", "heartbeat_host",
-                "heartbeat_worker", "close", "bye"}
+    required = {"hello", "open", "ready", "batch", "result", "result_row_errors", "error",
+                "heartbeat_host", "heartbeat_worker", "close", "bye"}
     assert required <= names
     bad = {os.path.basename(p)[:-5] for p in INVALID}
     assert {"bad_magic", "unknown_major", "short_envelope", "unknown_kind", "nonzero_reserved"} <= bad
@@ -59,7 +59,9 @@ def test_valid_vector(path: str) -> None:
     assert P.Envelope(env.kind, env.stage, env.attempt, env.sequence, env.flags).encode() == frames[0]
     assert P.encode_envelope(env.kind, stage=env.stage, attempt=env.attempt, sequence=env.sequence, flags=env.flags) == frames[0]
 
-    if want["kind"] in JSON_KINDS or (want["kind"] == "HEARTBEAT" and vec["sender"] == "worker"):
+    row_errors = want["kind"] == "RESULT" and bool(env.flags & P.FLAG_ROW_ERRORS)
+    if (want["kind"] in JSON_KINDS or (want["kind"] == "HEARTBEAT" and vec["sender"] == "worker")
+            or row_errors):
         doc = P.loads_json(frames[1], "frame 1")
         assert doc == want["json"]
         # Canonical JSON: re-encoding gives the same bytes.
@@ -67,10 +69,13 @@ def test_valid_vector(path: str) -> None:
         parser = {
             "HELLO": P.parse_hello, "OPEN": P.parse_open, "READY": P.parse_ready,
             "ERROR": P.parse_error, "HEARTBEAT": P.parse_heartbeat, "CLOSE": P.parse_close,
+            "RESULT": P.parse_row_failures,
         }[want["kind"]]
         parsed = parser(doc)
         if hasattr(parsed, "to_json"):
             assert P.dumps_json(parsed.to_json()) == frames[1]
+        if row_errors:
+            assert P.dumps_json({"failed": [f.to_json() for f in parsed]}) == frames[1]
     else:
         assert "json" not in want
 
@@ -84,7 +89,7 @@ def test_valid_vector(path: str) -> None:
 
     if "payload" in want:
         payload = want["payload"]
-        body = frames[1:]
+        body = frames[P.result_payload_start(env, len(frames)):]
         assert len(body) == payload["frames"]
         joined = b"".join(body)
         assert joined.endswith(P.EOS_MARKER)

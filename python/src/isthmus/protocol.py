@@ -548,10 +548,13 @@ class RowFailure:
 
 
 def parse_row_failures(doc: dict[str, Any], rows: int | None = None) -> list[RowFailure]:
-    """The ``failed`` list of a ROW_ERRORS document. Rows must be distinct,
-    ascending, and (when ``rows``, the BATCH row count, is given) below ``rows``."""
+    """The ``failed`` list of a ROW_ERRORS document: 1..MAX_ROW_FAILURES entries whose
+    rows are distinct, ascending, and (when ``rows``, the BATCH row count, is given)
+    below ``rows``."""
     what = "row failures"
     raw = _field(doc, "failed", list, what)
+    if not raw:
+        raise ProtocolError("expected at least one entry in the row failures document, found 0", "field")
     if len(raw) > MAX_ROW_FAILURES:
         raise ProtocolError(
             f"expected at most {MAX_ROW_FAILURES} entries in the row failures document, found {len(raw)}", "field"

@@ -5,6 +5,12 @@
     from isthmus.testing import run_udf
     out = run_udf("score.py:predict", table, batch_rows=1000, workers=2)
 
+    # Skip the rows the UDF raises on (stage option on_error="skip"): the worker
+    # isolates them and every other row's output is kept, in order.
+    out, failures = run_udf("score.py:predict", table, on_error="skip")
+    for f in failures:          # FailedRow: row (index in table), stage, exc_type, message, traceback
+        print(f.row, f.exc_type, f.message)
+
 :class:`LocalHost` is a small, pure-Python implementation of the host side of
 the protocol (a ZeroMQ ROUTER on a private ``ipc://`` endpoint). It spawns
 ``python -m isthmus.worker`` subprocesses — or, for callables, runs the worker
@@ -31,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal, NamedTuple, overload
 
 import pyarrow as pa
 import zmq
@@ -40,7 +46,7 @@ from . import protocol as P
 from .errors import ProtocolError, SchemaError, UDFError, WorkerError
 from .runtime import StreamEncoder, Worker, WorkerConfig, as_aligned_buffer, read_stream
 
-__all__ = ["HostStage", "LocalHost", "run_udf"]
+__all__ = ["HostStage", "LocalHost", "FailedRow", "SkipResult", "run_udf"]
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,6 +59,35 @@ class HostStage:
     name: str
     udf: str | Callable[..., Any]
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    """An input row the worker isolated because the chain raised on it
+    (``on_error="skip"``; the RESULT's failed-rows document, one entry).
+
+    ``row`` is the 0-based index of the row in everything sent through this
+    host (for :func:`run_udf`: the index in ``data``); ``sequence`` is the
+    batch and ``batch_row`` the index within it. ``stage`` names the stage
+    that raised; ``traceback`` holds the user frames (at most 8 KiB).
+    """
+
+    row: int
+    sequence: int
+    batch_row: int
+    stage: str | None
+    exc_type: str
+    message: str
+    traceback: str
+
+
+class SkipResult(NamedTuple):
+    """What ``run_udf(..., on_error="skip")`` returns: the output of every row
+    that did not fail (in input order) and the failed rows, ascending.
+    Unpacks as ``table, failures = run_udf(...)``."""
+
+    table: pa.Table
+    failures: list[FailedRow]
 
 
 def _as_stage(item: Any, index: int) -> HostStage:
@@ -97,6 +132,8 @@ class _Pending:
     seq: int
     attempt: int
     sent: float
+    rows: int = 0
+    row_start: int = 0
 
 
 @dataclass
@@ -153,6 +190,12 @@ class LocalHost:
     strings run in ``python -m isthmus.worker`` subprocesses (``python``
     selects the interpreter). ``credits`` bounds the batches in flight per
     worker.
+
+    ``on_error="skip"`` sends the stage option ``on_error: "skip"`` on every
+    stage: a batch on which the chain raises comes back with the outputs of
+    its good rows, and the rows that raised are collected as
+    :class:`FailedRow` in :attr:`failures` (:meth:`run_with_failures` yields
+    them per batch). The default ``"fail"`` raises :class:`UDFError`.
     """
 
     def __init__(
@@ -171,7 +214,10 @@ class LocalHost:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         echo_output: bool = True,
+        on_error: str = "fail",
     ) -> None:
+        if on_error not in P.ON_ERROR_VALUES:
+            raise ValueError(f"expected on_error to be 'fail' or 'skip', found {on_error!r}")
         if workers < 1:
             raise ValueError(f"expected workers >= 1, found {workers}")
         if credits < 1:
@@ -179,6 +225,11 @@ class LocalHost:
         self.stages = [_as_stage(s, i) for i, s in enumerate(stages)]
         if not self.stages:
             raise ValueError("expected at least one stage, found none")
+        self.on_error = on_error
+        if on_error != "fail":  # the option applies to the chain: same value on every stage
+            self.stages = [HostStage(s.name, s.udf, {**s.options, "on_error": on_error}) for s in self.stages]
+        # A stage option on_error=skip on any stage (HostStage options) covers the chain too.
+        self._skip = any(s.options.get("on_error") == "skip" for s in self.stages)
         self.input_schema = input_schema
         self.workers = workers
         self.credits = credits
@@ -209,6 +260,11 @@ class LocalHost:
         self._env_cache: dict[int, bytes] = {}
         self._next_seq = 1  # 0 is reserved for control messages
         self._results: dict[int, pa.Table] = {}
+        self._failures: dict[int, list[FailedRow]] = {}
+        self._rows_sent = 0
+        #: Every row isolated as failing so far (on_error="skip"), in the order
+        #: results were returned.
+        self.failures: list[FailedRow] = []
         self._rr = 0
         self._last_heartbeat = 0.0
         self.ready: P.Ready | None = None
@@ -504,7 +560,16 @@ class LocalHost:
         if env.stage != len(self.stages) - 1:
             raise WorkerError(f"expected a RESULT from stage {len(self.stages) - 1}, found stage {env.stage}")
         try:
-            self._results[env.sequence] = read_stream(body[1:])
+            start = P.result_payload_start(env, len(body))
+            if start == 2:
+                if not self._skip:
+                    raise ProtocolError("expected no ROW_ERRORS flag on a RESULT without on_error=skip, found it", "field")
+                doc = P.loads_json(body[1].buffer, "frame 1 of RESULT (ROW_ERRORS)")
+                self._failures[env.sequence] = [
+                    FailedRow(pending.row_start + f.row, env.sequence, f.row, f.stage, f.exc_type, f.message, f.traceback)
+                    for f in P.parse_row_failures(doc, pending.rows)
+                ]
+            self._results[env.sequence] = read_stream(body[start:])
         except ProtocolError as exc:
             raise WorkerError(f"worker {h.slot}, batch {env.sequence}: {exc.message}") from None
 
@@ -548,14 +613,29 @@ class LocalHost:
         env = P.encode_envelope(P.Kind.BATCH, stage=0, attempt=0, sequence=seq)
         self._send(h, [env, *self._encoder.encode(batch.schema, [batch])])
         now = time.monotonic()
-        h.inflight[seq] = _Pending(seq, 0, now)
+        h.inflight[seq] = _Pending(seq, 0, now, batch.num_rows, self._rows_sent)
+        self._rows_sent += batch.num_rows
         h.last_sent = now
         return seq
 
     # -- running batches ------------------------------------------------------------------
 
     def run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
-        """Sends every batch and yields one result table per batch, in input order."""
+        """Sends every batch and yields one result table per batch, in input order.
+        With ``on_error="skip"``, failed rows are appended to :attr:`failures`."""
+        for table, _ in self.run_with_failures(batches):
+            yield table
+
+    def _take(self, seq: int) -> tuple[pa.Table, list[FailedRow]]:
+        table = self._results.pop(seq)
+        failed = self._failures.pop(seq, None)
+        if failed is None:
+            return table, []
+        self.failures.extend(failed)
+        return table, failed
+
+    def run_with_failures(self, batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.Table, list[FailedRow]]]:
+        """Like :meth:`run`, but yields ``(table, failed rows of that batch)``."""
         if not self.started:
             self.start()
         source = iter(batches)
@@ -573,7 +653,7 @@ class LocalHost:
                     break
                 order.append(self._send_batch(h, batch))
             while order and order[0] in self._results:
-                yield self._results.pop(order.popleft())
+                yield self._take(order.popleft())
             if exhausted and not order:
                 return
             if not self._poll_once(0.05):
@@ -592,7 +672,8 @@ class LocalHost:
                     self._handle(frames)
 
     def call(self, batch: pa.RecordBatch, timeout: float | None = None) -> pa.Table:
-        """One round trip: sends ``batch`` and waits for its result (latency path)."""
+        """One round trip: sends ``batch`` and waits for its result (latency path).
+        With ``on_error="skip"``, its failed rows are appended to :attr:`failures`."""
         if not self.started:
             self.start()
         h = self._pick()
@@ -612,7 +693,7 @@ class LocalHost:
                 self._check_alive()
                 if deadline is not None and time.monotonic() > deadline:
                     raise WorkerError(f"expected the result of batch {seq} within {limit:g} s, found none")
-        return self._results.pop(seq)
+        return self._take(seq)[0]
 
     def heartbeat_reports(self) -> dict[int, P.HeartbeatReport | None]:
         """The latest HEARTBEAT document of every worker (None before the first)."""
@@ -676,8 +757,49 @@ def _assemble(results: list[pa.Table], declared: pa.Schema | None) -> pa.Table:
     return pa.Table.from_batches(parts, schema=schema)
 
 
+_UDFArg = str | Callable[..., Any] | HostStage | Sequence[str | Callable[..., Any] | HostStage]
+
+
+@overload
 def run_udf(
-    udf: str | Callable[..., Any] | HostStage | Sequence[str | Callable[..., Any] | HostStage],
+    udf: _UDFArg,
+    data: Any,
+    *,
+    batch_rows: int | None = ...,
+    workers: int = ...,
+    stages: Sequence[str | Callable[..., Any] | HostStage] = ...,
+    options: Mapping[str, Any] | None = ...,
+    in_process: bool | None = ...,
+    credits: int = ...,
+    heartbeat_ms: int = ...,
+    timeout: float = ...,
+    env: Mapping[str, str] | None = ...,
+    python: str | None = ...,
+    on_error: Literal["fail"] = ...,
+) -> pa.Table: ...
+
+
+@overload
+def run_udf(
+    udf: _UDFArg,
+    data: Any,
+    *,
+    batch_rows: int | None = ...,
+    workers: int = ...,
+    stages: Sequence[str | Callable[..., Any] | HostStage] = ...,
+    options: Mapping[str, Any] | None = ...,
+    in_process: bool | None = ...,
+    credits: int = ...,
+    heartbeat_ms: int = ...,
+    timeout: float = ...,
+    env: Mapping[str, str] | None = ...,
+    python: str | None = ...,
+    on_error: Literal["skip"],
+) -> SkipResult: ...
+
+
+def run_udf(
+    udf: _UDFArg,
     data: Any,
     *,
     batch_rows: int | None = None,
@@ -690,7 +812,8 @@ def run_udf(
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
     python: str | None = None,
-) -> pa.Table:
+    on_error: str = "fail",
+) -> pa.Table | SkipResult:
     """Runs a UDF (and optionally more fused ``stages`` after it) over ``data``
     through real workers and the real protocol, and returns the results in
     input order as one table.
@@ -703,6 +826,15 @@ def run_udf(
     subprocesses, callables in worker threads. A failing UDF raises
     :class:`isthmus.UDFError`; a crashing or silent worker
     :class:`isthmus.WorkerError`.
+
+    ``on_error="skip"`` isolates the rows the chain raises on instead (inside
+    the worker, by re-running the chain on halves of the failing batch) and
+    returns a :class:`SkipResult` ``(table, failures)``: the outputs of every
+    other row, in input order, and one :class:`FailedRow` per failed row
+    (``row`` is its index in ``data``). Schema errors, ``MemoryError`` and more
+    than 10,000 failed rows in one batch still raise :class:`UDFError`.
+    Generator stages cannot be re-run on parts of a batch: with
+    ``on_error="skip"`` they fail at setup.
     """
     first: list[Any] = list(udf) if isinstance(udf, (list, tuple)) else [udf]
     chain = [_as_stage(s, i) for i, s in enumerate([*first, *stages])]
@@ -722,8 +854,12 @@ def run_udf(
         in_process=in_process,
         env=env,
         python=python,
+        on_error=on_error,
     )
     with host:
         results = list(host.run(batches))
         declared = host.output_schemas[-1] if host.output_schemas else None
-    return _assemble(results, declared)
+    table = _assemble(results, declared)
+    if on_error == "fail":
+        return table
+    return SkipResult(table, list(host.failures))
