@@ -317,3 +317,66 @@ def test_stdin_stdout_line_by_line():
     finally:
         if p.poll() is None:
             p.kill()
+
+
+# --- row error policies, udfs, version ------------------------------------------------------
+
+def test_on_error_skip_drops_failing_rows_and_counts_them(tmp_path):
+    import json
+    stats = tmp_path / "stats.json"
+    r, out = run_w1(tmp_path, f"{udf('slow.py')}:raises_on_multiples_of_97", "--on-error", "skip",
+                    "--batch-rows", "1000", "--stats", str(stats), n=5000, env={"ISTHMUS_TEST_DELAY": "0"})
+    ok(r)
+    ids = read_any(out).column("id").to_pylist()
+    assert ids == [i for i in range(5000) if i % 97 != 0]
+    doc = json.loads(stats.read_text())
+    assert [s for s in doc["stages"] if s["kind"] == "python"][0]["rows_failed"] == len([i for i in range(5000) if i % 97 == 0])
+    assert "skipped 52 rows" in r.stderr.decode()
+
+
+def test_on_error_dead_letter_writes_rows_with_errors(tmp_path):
+    import json
+    dead = tmp_path / "dead.jsonl"
+    r, out = run_w1(tmp_path, f"{udf('slow.py')}:raises_on_multiples_of_97", "--on-error", f"dead-letter={dead}",
+                    "--batch-rows", "1000", n=3000, env={"ISTHMUS_TEST_DELAY": "0"})
+    ok(r)
+    records = [json.loads(l) for l in dead.read_text().splitlines()]
+    assert [d["id"] for d in records] == [i for i in range(3000) if i % 97 == 0]
+    first = records[1]
+    assert first["_row"] == 97 and first["_stage"] == "raises_on_multiples_of_97"
+    assert first["_error_type"] == "ValueError" and first["_error_message"] == "id 97 is a multiple of 97"
+    assert "raise ValueError" in first["_traceback"]
+    assert "x" in first  # the original columns travel with the error
+    assert read_any(out).num_rows == 3000 - len(records)
+
+
+def test_on_error_bad_value_is_usage_error(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--on-error", "ignore", n=10)
+    assert r.returncode == 2
+    assert "expected fail, skip or dead-letter=PATH" in error_line(r)
+
+
+def test_udfs_lists_declared_schemas():
+    r = run_cli("udfs", udf("basic.py"))
+    ok(r)
+    text = r.stdout.decode()
+    assert "logistic" in text and "score: double" in text
+    assert "wrong_schema" in text and "y: int64" in text
+    # A module that registers nothing lists its plain functions instead.
+    r = run_cli("udfs", udf("stateful.py"))
+    ok(r)
+    assert "slot_of" in r.stdout.decode() and "schema not declared" in r.stdout.decode()
+
+
+def test_udfs_missing_file():
+    r = run_cli("udfs", "/nonexistent/file.py")
+    assert r.returncode == 2
+    assert "/nonexistent/file.py" in error_line(r)
+
+
+def test_version_prints_host_protocol_and_helper():
+    r = run_cli("--version")
+    ok(r)
+    out = r.stdout.decode()
+    assert "isthmus 0.1.0 (protocol 1.0)" in out
+    assert "helper 0.1.0 (protocol 1.0)" in out
