@@ -121,20 +121,7 @@ final class PythonNode: Node, @unchecked Sendable {
         if case .hash(let key) = options.partitioning, schema.index(of: key) == nil {
             throw PipelineError("--key: expected a column named '\(key)' but found only \(schema.fields.map(\.name).joined(separator: ", "))", usage: true)
         }
-        var config = PoolConfiguration(stages: stages, inputSchema: schema)
-        config.workers = options.workers
-        config.credits = options.credits
-        config.python = options.python
-        config.environment = options.environment
-        config.batchTimeout = options.timeout
-        config.maxRetries = options.maxRetries
-        config.startupTimeout = options.startupTimeout
-        config.ordered = options.ordered
-        config.maxResultBytes = options.maxResultBytes
-        config.requireSameRowCount = options.keepInput
-        config.workerMemoryLimit = options.workerMemoryLimit
-        config.threadsPerWorker = options.threadsPerWorker
-        config.log = log
+        let config = options.poolConfiguration(stages: stages, inputSchema: schema, log: log)
         let pool = try WorkerPool(config)
         self.pool = pool
         if options.keepInput, let declared = pool.declaredOutputSchema {
@@ -387,8 +374,4 @@ final class ProgressTicker: @unchecked Sendable {
     }
 }
 
-func monotonic() -> Double {
-    var ts = Glibc.timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
+func monotonic() -> Double { MonotonicClock.seconds() }

@@ -13,18 +13,10 @@ public final class OnlineStage: Sendable {
     /// Starts the workers for `udf` over batches of `inputSchema` and waits until they are ready.
     public init(udf: String, name: String? = nil, inputSchema: Schema, options: PythonStageOptions = PythonStageOptions(),
                 log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
-        var config = PoolConfiguration(stages: [ControlDocuments.Stage(name: name ?? Pipeline.stageName(udf), udf: udf)], inputSchema: inputSchema)
-        config.workers = options.workers
-        config.credits = options.credits
-        config.python = options.python
-        config.environment = options.environment
-        config.batchTimeout = options.timeout
-        config.maxRetries = options.maxRetries
-        config.startupTimeout = options.startupTimeout
-        config.maxResultBytes = options.maxResultBytes
-        config.workerMemoryLimit = options.workerMemoryLimit
-        config.threadsPerWorker = options.threadsPerWorker
-        config.log = log
+        var config = options.poolConfiguration(stages: [ControlDocuments.Stage(name: name ?? Pipeline.stageName(udf), udf: udf)],
+                                               inputSchema: inputSchema, log: log)
+        config.ordered = true
+        config.requireSameRowCount = false
         pool = try WorkerPool(config)
     }
 

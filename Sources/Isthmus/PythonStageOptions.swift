@@ -1,4 +1,5 @@
 import Foundation
+import IsthmusArrow
 import IsthmusBridge
 
 /// Settings of a Python stage. Every default is finite; consecutive Python stages with equal
@@ -51,5 +52,27 @@ public struct PythonStageOptions: Sendable, Equatable {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return "python3"
+    }
+}
+
+extension PythonStageOptions {
+    /// The worker-pool settings for `stages` under these options.
+    func poolConfiguration(stages: [ControlDocuments.Stage], inputSchema: Schema,
+                           log: @escaping @Sendable (String) -> Void) -> PoolConfiguration {
+        var config = PoolConfiguration(stages: stages, inputSchema: inputSchema)
+        config.workers = workers
+        config.credits = credits
+        config.python = python
+        config.environment = environment
+        config.batchTimeout = timeout
+        config.maxRetries = maxRetries
+        config.startupTimeout = startupTimeout
+        config.ordered = ordered
+        config.maxResultBytes = maxResultBytes
+        config.requireSameRowCount = keepInput
+        config.workerMemoryLimit = workerMemoryLimit
+        config.threadsPerWorker = threadsPerWorker
+        config.log = log
+        return config
     }
 }

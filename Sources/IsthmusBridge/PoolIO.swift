@@ -585,10 +585,16 @@ final class PoolIO: @unchecked Sendable {
 }
 
 /// Monotonic seconds.
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+func now() -> Double { MonotonicClock.seconds() }
+
+/// The monotonic clock every deadline and latency uses.
+public enum MonotonicClock {
+    /// Seconds since an arbitrary fixed point; never goes back.
+    public static func seconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
 }
 
 /// Formats durations for messages.

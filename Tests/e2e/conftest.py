@@ -14,18 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _binary() -> str:
-    return os.environ.get("ISTHMUS_BIN") or str(ROOT / ".build" / "debug" / "isthmus")
-
-
-def _python() -> str:
-    if os.environ.get("ISTHMUS_PYTHON"):
-        return os.environ["ISTHMUS_PYTHON"]
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
+from harness import ROOT, binary_path as _binary, python_bin as _python  # noqa: E402,F401
 
 
 @dataclass

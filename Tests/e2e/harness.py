@@ -10,15 +10,24 @@ ROOT = Path(__file__).resolve().parents[2]
 UDFS = Path(__file__).resolve().parent / "udfs"
 
 
+def binary_path() -> str:
+    """`$ISTHMUS_BIN`, else the debug build."""
+    return os.environ.get("ISTHMUS_BIN") or str(ROOT / ".build" / "debug" / "isthmus")
+
+
 def isthmus_bin() -> str:
-    path = os.environ.get("ISTHMUS_BIN") or str(ROOT / ".build" / "debug" / "isthmus")
+    path = binary_path()
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"expected the isthmus binary at {path}; run `swift build` or set ISTHMUS_BIN")
     return path
 
 
 def python_bin() -> str:
-    return os.environ.get("ISTHMUS_PYTHON") or sys.executable
+    """`$ISTHMUS_PYTHON`, else the repository's .venv, else the interpreter running the tests."""
+    if os.environ.get("ISTHMUS_PYTHON"):
+        return os.environ["ISTHMUS_PYTHON"]
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None, input: bytes | None = None,
