@@ -33,7 +33,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], swiftSettings: strict),
         .executableTarget(name: "IsthmusCLI", dependencies: [
-            "Isthmus", "IsthmusCompression",
+            "Isthmus", "IsthmusCompression", "IsthmusZMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 

@@ -39,6 +39,12 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var threadsPerWorker: Int?
     /// What happens when the function raises on some rows.
     public var onError: RowErrorPolicy = .fail
+    /// Accept remote workers on this `tcp://HOST:PORT` instead of launching local ones.
+    public var listen: String?
+    /// CurveZMQ secret key (Z85) of the host for `listen`.
+    public var curveSecretKey: String?
+    /// Allow plaintext `listen`.
+    public var insecure = false
 
     /// Defaults.
     public init() {}
@@ -72,6 +78,9 @@ extension PythonStageOptions {
         config.requireSameRowCount = keepInput
         config.workerMemoryLimit = workerMemoryLimit
         config.threadsPerWorker = threadsPerWorker
+        config.listen = listen
+        config.curveSecretKey = curveSecretKey
+        config.insecure = insecure
         config.log = log
         return config
     }

@@ -35,6 +35,12 @@ public struct PoolConfiguration: Sendable {
     public var requireSameRowCount: Bool = false
     /// Memory limit per worker in bytes (enforced with RLIMIT_AS in the worker); nil = none.
     public var workerMemoryLimit: Int?
+    /// Accept remote workers on this `tcp://HOST:PORT` endpoint instead of launching local ones.
+    public var listen: String?
+    /// The host's CurveZMQ secret key (Z85) for `listen`; required unless `insecure`.
+    public var curveSecretKey: String?
+    /// Allow `listen` without CurveZMQ (plaintext, any peer may join).
+    public var insecure = false
     /// Where worker output lines and supervisor notes go.
     public var log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 

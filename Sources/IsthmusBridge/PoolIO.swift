@@ -37,7 +37,9 @@ final class PoolIO: @unchecked Sendable {
     let context: Context
     let router: Socket
     let endpoint: String
-    let directory: String
+    let directory: String?
+    /// Whether workers join over tcp:// instead of being launched here.
+    var remote: Bool { configuration.listen != nil }
     let token: String
     var slots: [Slot] = []
     var queue: [PendingBatch] = []       // waiting to be sent, sorted by sequence
@@ -59,19 +61,37 @@ final class PoolIO: @unchecked Sendable {
             try router.set(.routerMandatory, Int32(1))
             try router.set(.sendHighWaterMark, Int32(0))
             try router.set(.receiveHighWaterMark, Int32(0))
-            directory = try RunDirectory.create()
-            endpoint = "ipc://\(directory)/w.sock"
-            try router.bind(endpoint)
+            if let listen = configuration.listen {
+                if let secret = configuration.curveSecretKey {
+                    try router.set(.curveServer, Int32(1))
+                    try router.set(.curveSecretKey, secret)
+                } else if !configuration.insecure {
+                    throw BridgeError(.startup, "--listen \(listen): expected a CurveZMQ key pair (plaintext tcp needs --insecure) but found none")
+                }
+                directory = nil
+                try router.bind(listen)
+                endpoint = router.lastEndpoint
+            } else {
+                let dir = try RunDirectory.create()
+                directory = dir
+                endpoint = "ipc://\(dir)/w.sock"
+                try router.bind(endpoint)
+            }
         } catch let error as ZMQError {
-            throw BridgeError(.startup, "cannot open the worker socket: \(error)")
+            throw BridgeError(.startup, "cannot open the worker socket\(configuration.listen.map { " at \($0)" } ?? ""): \(error)")
         }
         token = RunDirectory.randomToken()
     }
 
     /// Launches every worker (before the I/O thread starts).
     func prepare() throws {
-        try checkInterpreter()
         slots = (0..<configuration.workers).map { Slot(index: $0) }
+        if remote {
+            for slot in slots { slot.launchedAt = now() }
+            configuration.log("isthmus: waiting up to \(Durations.text(configuration.startupTimeout)) for \(slots.count) worker\(slots.count == 1 ? "" : "s") on \(endpoint)")
+            return
+        }
+        try checkInterpreter()
         for slot in slots { try launch(slot) }
     }
 
@@ -79,7 +99,7 @@ final class PoolIO: @unchecked Sendable {
     func abortBeforeStart() {
         for slot in slots { slot.process?.kill(reason: "startup aborted") }
         router.close()
-        RunDirectory.remove(directory)
+        if let directory { RunDirectory.remove(directory) }
     }
 
     private func checkInterpreter() throws {
@@ -181,7 +201,7 @@ final class PoolIO: @unchecked Sendable {
     private func finish() {
         stopping = true
         // CLOSE every live worker, wait briefly for them to leave, then kill stragglers.
-        for slot in slots where slot.identity != nil && slot.process?.isRunning == true {
+        for slot in slots where slot.identity != nil && (slot.process == nil || slot.process?.isRunning == true) {
             send(to: slot, [Envelope(kind: .close).encoded], payload: [], json: ControlDocuments.encode(ControlDocuments.Close(reason: "run finished")))
         }
         let deadline = now() + 2
@@ -190,7 +210,7 @@ final class PoolIO: @unchecked Sendable {
         }
         for slot in slots where slot.process?.isRunning == true { slot.process?.kill(reason: "did not exit after CLOSE") }
         router.close()
-        RunDirectory.remove(directory)
+        if let directory { RunDirectory.remove(directory) }
         if !readySignalled {
             readySignalled = true
             onReady?()
@@ -263,13 +283,21 @@ final class PoolIO: @unchecked Sendable {
             configuration.log("isthmus: refused peer '\(who)': its HELLO has no valid JSON document")
             return
         }
-        guard hello.token == token else {
+        guard remote || hello.token == token else {
             configuration.log("isthmus: refused peer '\(who)' (pid \(hello.pid)): wrong run token")
             sendRaw(identity, [Envelope(kind: .close).encoded, ControlDocuments.encode(ControlDocuments.Close(reason: "wrong run token"))])
             return
         }
-        guard hello.slot >= 0 && hello.slot < slots.count, let s = Optional(slots[hello.slot]),
-              s.identity == nil, s.phase == .starting, let pid = s.process?.pid, pid == Int32(hello.pid) else {
+        let candidate: Slot?
+        if remote {
+            // Remote workers do not know their slot: the first free one is theirs.
+            candidate = slots.first { $0.identity == nil && $0.phase == .starting }
+        } else if hello.slot >= 0 && hello.slot < slots.count, let pid = slots[hello.slot].process?.pid, pid == Int32(hello.pid) {
+            candidate = slots[hello.slot]
+        } else {
+            candidate = nil
+        }
+        guard let s = candidate, s.identity == nil, s.phase == .starting else {
             configuration.log("isthmus: refused peer '\(who)' (pid \(hello.pid), slot \(hello.slot)): not a worker this host is waiting for")
             sendRaw(identity, [Envelope(kind: .close).encoded, ControlDocuments.encode(ControlDocuments.Close(reason: "unexpected worker"))])
             return
@@ -277,6 +305,7 @@ final class PoolIO: @unchecked Sendable {
         s.identity = identity
         s.phase = .opening
         s.lastHeard = now()
+        if remote { configuration.log("isthmus: worker \(s.index) joined from pid \(hello.pid) (\(who))") }
         let open = ControlDocuments.Open(stages: configuration.stages, heartbeatMs: Int(configuration.heartbeatInterval * 1000),
                                          missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
@@ -415,14 +444,27 @@ final class PoolIO: @unchecked Sendable {
     private func workerFault(_ s: Slot, _ what: String) {
         if s.phase == .starting || s.phase == .opening {
             // A worker that cannot complete the handshake will not do better after a restart.
-            s.process?.kill(reason: "broke the handshake")
+            retire(s, reason: "broke the handshake")
             s.phase = .stopped
             fail(BridgeError(.startup, "worker \(s.index) \(what) during the handshake"))
             return
         }
         configuration.log("isthmus: worker \(s.index) (pid \(s.process?.pid ?? 0)) \(what); replacing it")
         s.phase = .dying
-        s.process?.kill(reason: "replaced after it \(what)")
+        retire(s, reason: "replaced after it \(what)")
+    }
+
+    /// Ends a worker: a local one is killed (its exit event then requeues its batches); a remote
+    /// one is told to CLOSE and forgotten at once, and its slot waits for a new worker to join.
+    private func retire(_ s: Slot, reason: String) {
+        if let process = s.process {
+            process.kill(reason: reason)
+            return
+        }
+        if s.identity != nil {
+            send(to: s, [Envelope(kind: .close).encoded], payload: [], json: ControlDocuments.encode(ControlDocuments.Close(reason: reason)))
+        }
+        workerExited(s, cause: .killedByHost(reason), tail: [])
     }
 
     private func handleEvents() {
@@ -449,7 +491,7 @@ final class PoolIO: @unchecked Sendable {
         // not fix (missing package, import error); one killed by a signal is restarted (bounded).
         var killedBySignal = false
         if case .signaled = cause { killedBySignal = true }
-        if wasStarting && !killedBySignal {
+        if wasStarting && !killedBySignal && !remote {
             fail(StartupDiagnosis.failure(slot: s.index, phase: s.phase, cause: cause, stderrTail: tail,
                                           python: configuration.python, stages: configuration.stages))
             s.phase = .stopped
@@ -480,6 +522,12 @@ final class PoolIO: @unchecked Sendable {
             fail(BridgeError(.workerFailed, "worker \(s.index) failed \(s.restartsWithoutProgress) times in a row without finishing a batch (last: \(cause))", detail: traceback))
             return
         }
+        if remote {
+            s.phase = .starting
+            s.launchedAt = now()
+            configuration.log("isthmus: waiting for a worker to take slot \(s.index) on \(endpoint)")
+            return
+        }
         do {
             try launch(s)
         } catch let error as BridgeError {
@@ -495,7 +543,9 @@ final class PoolIO: @unchecked Sendable {
             switch s.phase {
             case .starting, .opening:
                 if t - s.launchedAt > configuration.startupTimeout {
-                    let doing = s.phase == .starting
+                    let doing = remote && s.phase == .starting
+                        ? "no worker joined on \(endpoint)"
+                        : s.phase == .starting
                         ? "waiting for HELLO (starting \(configuration.python) and importing the isthmus helper)"
                         : "waiting for READY (importing \(configuration.stages.map(\.udf).joined(separator: ", ")) and running setup())"
                     fail(BridgeError(.startup, "worker \(s.index) did not become ready within \(Durations.text(configuration.startupTimeout)): \(doing)",
@@ -507,14 +557,14 @@ final class PoolIO: @unchecked Sendable {
                     let started = Swift.max(oldest.dispatchedAt, s.lastResultAt)
                     if t - started > timeout {
                         s.phase = .dying
-                        s.process?.kill(reason: "timed out after \(Durations.text(timeout)) on batch \(oldest.sequence)")
+                        retire(s, reason: "timed out after \(Durations.text(timeout)) on batch \(oldest.sequence)")
                         continue
                     }
                 }
                 if s.inFlight.isEmpty {
                     if t - s.lastHeard > configuration.heartbeatInterval * Double(configuration.missedHeartbeats) {
                         s.phase = .dying
-                        s.process?.kill(reason: "missed \(configuration.missedHeartbeats) heartbeats (hung or stopped)")
+                        retire(s, reason: "missed \(configuration.missedHeartbeats) heartbeats (hung or stopped)")
                     } else if t - s.lastHeartbeatSent >= configuration.heartbeatInterval {
                         s.lastHeartbeatSent = t
                         send(to: s, [Envelope(kind: .heartbeat).encoded], payload: [], json: nil)

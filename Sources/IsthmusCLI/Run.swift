@@ -63,6 +63,12 @@ struct RunCommand: ParsableCommand {
     var stats: String?
     @Option(name: .long, help: "When the function raises on some rows: fail (default), skip, or dead-letter=PATH (failed rows with their errors go to PATH, format by extension).")
     var onError: String = "fail"
+    @Option(name: .long, help: "Let remote workers join on tcp://HOST:PORT (CurveZMQ) instead of starting local ones; waits --startup-timeout for --workers workers.")
+    var listen: String?
+    @Option(name: .long, help: "Secret key file written by `isthmus keys` for --listen (default: a fresh key pair for this run).")
+    var curveKey: String?
+    @Flag(name: .long, help: "Allow --listen without CurveZMQ: plaintext, anyone who can reach the port may join.")
+    var insecure = false
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"
 
@@ -110,7 +116,20 @@ struct RunCommand: ParsableCommand {
         default:
             throw CLIFailure.usage("--on-error: expected fail, skip or dead-letter=PATH but found '\(onError)'")
         }
-        try checkUDFs()
+        if let listen {
+            guard listen.hasPrefix("tcp://") else {
+                throw CLIFailure.usage("--listen: expected tcp://HOST:PORT but found '\(listen)'")
+            }
+            options.listen = listen
+            options.insecure = insecure
+            if !insecure {
+                let pair = try curveKey.map(KeyFiles.read) ?? KeyFiles.fresh()
+                options.curveSecretKey = pair.secret
+                note("isthmus: workers join with: isthmus-worker --connect \(listen) --server-key '\(pair.public)'")
+            }
+        } else {
+            try checkUDFs()
+        }
         let inputFormat = try formatOption(from, flag: "--from")
         let discard = to?.lowercased() == "null"
         let outputFormat = discard ? nil : try formatOption(to, flag: "--to")

@@ -214,6 +214,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--connect", metavar="ENDPOINT", help="host endpoint (default: $ISTHMUS_ENDPOINT)")
     p.add_argument("--token", metavar="HEX", help="per-run token, 32 hex digits (default: $ISTHMUS_TOKEN)")
     p.add_argument("--slot", metavar="N", help="worker slot number (default: $ISTHMUS_SLOT)")
+    p.add_argument("--server-key", metavar="KEY",
+                   help="the host's CurveZMQ public key (Z85, 40 characters), for tcp:// endpoints "
+                        "(default: $ISTHMUS_CURVE_SERVERKEY)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a plaintext tcp:// endpoint (only for hosts started with --insecure)")
     p.add_argument("--version", action="store_true", help="print helper and protocol versions as JSON and exit")
     p.add_argument("--list", metavar="FILE", help="print the UDFs FILE.py (or a module) defines as JSON and exit")
     return p
@@ -252,7 +257,13 @@ def main(argv: list[str] | None = None) -> None:
             reconfigure(line_buffering=True)
 
     endpoint = args.connect or os.environ.get("ISTHMUS_ENDPOINT", "")
+    if args.server_key:
+        os.environ["ISTHMUS_CURVE_SERVERKEY"] = args.server_key
     token = args.token or os.environ.get("ISTHMUS_TOKEN", "")
+    if not token and endpoint.startswith("tcp://"):
+        # Over tcp:// the CurveZMQ handshake authenticates the connection; the run token
+        # only guards the local ipc:// socket, so a remote worker sends an all-zero one.
+        token = "0" * 32
     slot_text = args.slot if args.slot is not None else os.environ.get("ISTHMUS_SLOT", "0")
     if not endpoint:
         _fail("expected --connect ENDPOINT or ISTHMUS_ENDPOINT, found neither (workers are started by the isthmus host)", EXIT_USAGE)
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     if not handshake_text.isdigit() or int(handshake_text) <= 0:
         _fail(f"expected ISTHMUS_HANDSHAKE_MS to be a positive integer, found {handshake_text!r}", EXIT_USAGE)
     server_key = _z85_key("ISTHMUS_CURVE_SERVERKEY")
-    if endpoint.startswith("tcp://") and server_key is None:
+    if endpoint.startswith("tcp://") and server_key is None and not args.insecure:
         _fail(
             f"expected ISTHMUS_CURVE_SERVERKEY for the tcp:// endpoint {endpoint}, found none "
             f"(tcp connections must use CurveZMQ; local hosts use ipc://)",
