@@ -61,6 +61,8 @@ final class PoolIO: @unchecked Sendable {
             try router.set(.routerMandatory, Int32(1))
             try router.set(.sendHighWaterMark, Int32(0))
             try router.set(.receiveHighWaterMark, Int32(0))
+            // A frame larger than any acceptable result is refused by libzmq before it is buffered.
+            try router.set(.maxMessageSize, Int64(Swift.min(Int(Int64.max - (1 << 20)), configuration.maxResultBytes) + (1 << 20)))
             if let listen = configuration.listen {
                 if let secret = configuration.curveSecretKey {
                     try router.set(.curveServer, Int32(1))
@@ -74,7 +76,7 @@ final class PoolIO: @unchecked Sendable {
             } else {
                 let dir = try RunDirectory.create()
                 directory = dir
-                endpoint = "ipc://\(dir)/w.sock"
+                endpoint = "ipc://\(dir)/isthmus.sock"
                 try router.bind(endpoint)
             }
         } catch let error as ZMQError {
@@ -283,7 +285,7 @@ final class PoolIO: @unchecked Sendable {
             configuration.log("isthmus: refused peer '\(who)': its HELLO has no valid JSON document")
             return
         }
-        guard remote || hello.token == token else {
+        guard remote || RunDirectory.constantTimeEquals(hello.token, token) else {
             configuration.log("isthmus: refused peer '\(who)' (pid \(hello.pid)): wrong run token")
             sendRaw(identity, [Envelope(kind: .close).encoded, ControlDocuments.encode(ControlDocuments.Close(reason: "wrong run token"))])
             return

@@ -21,7 +21,7 @@ enum RunDirectory {
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw BridgeError(.startup, "cannot create a private folder for the worker socket under \(base): \(String(cString: strerror(errno)))")
         }
-        let path = String(cString: template)
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         chmod(path, 0o700)
         try? "\(getpid())\n".write(toFile: "\(path)/host.pid", atomically: false, encoding: .utf8)
         return path
@@ -43,6 +43,15 @@ enum RunDirectory {
             guard stat(dir, &st) == 0, st.st_uid == getuid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { remove(dir) }
         }
+    }
+
+    /// Compares tokens without an early exit, so timing does not reveal a matching prefix.
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var diff: UInt8 = 0
+        for i in x.indices { diff |= x[i] ^ y[i] }
+        return diff == 0
     }
 
     /// 32 hex characters from the system's random source.

@@ -197,7 +197,7 @@ def test_intruders_are_refused_and_the_run_is_unaffected(tmp_path):
     p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
                "--workers", "2", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.05"})
     wait_for_workers(p, 2)
-    sock = glob.glob(str(tmp_path / "isthmus-*" / "w.sock"))
+    sock = glob.glob(str(tmp_path / "isthmus-*" / "isthmus.sock"))
     assert sock
     mode = os.stat(os.path.dirname(sock[0])).st_mode & 0o777
     assert mode == 0o700

@@ -104,7 +104,7 @@ public final class OutputFile: ByteSink {
         guard f >= 0 else { throw ArrowError(.io, "cannot create output '\(path)': \(errnoText())") }
         fchmod(f, 0o644)
         fd = f
-        temporaryPath = String(cString: template)
+        temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     deinit { if !done { abandon() } }
