@@ -7,8 +7,8 @@ import IsthmusArrow
 /// Large inputs are sliced (no copy); small inputs are gathered and concatenated (a copy of
 /// the gathered rows only).
 public struct Batcher: Sendable {
-    /// Most rows per output batch.
-    public let maxRows: Int
+    /// Most rows per output batch (adaptive batching changes it between pushes).
+    public var maxRows: Int { didSet { maxRows = Swift.max(1, maxRows) } }
     /// Most bytes per output batch (estimated from buffer sizes).
     public let maxBytes: Int
     /// Seconds a partial batch may wait for more rows; 0 = send each input at once.

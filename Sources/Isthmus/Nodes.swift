@@ -101,6 +101,10 @@ final class PythonNode: Node, @unchecked Sendable {
 
     let deadLetters: DeadLetterSink?
     private let failedRows = Locked(0)
+    /// The adaptive batch size controller and the sizes it chose over time (seconds, rows).
+    private let adaptive: Locked<AdaptiveBatchSize?>
+    private let chosenSizes = Locked<[[Double]]>([])
+    private let startedAt = MonotonicClock.seconds()
     /// Input batches are kept until their result arrives when results need them.
     private var keepsInputs: Bool { options.keepInput || options.onError != .fail }
 
@@ -111,6 +115,9 @@ final class PythonNode: Node, @unchecked Sendable {
         self.upstream = upstream
         self.log = log
         self.deadLetters = deadLetters
+        adaptive = Locked(options.targetLatency.map {
+            AdaptiveBatchSize(target: $0, initial: Swift.min(options.batchRows, 1024), maxRows: options.batchRows)
+        })
     }
 
     var name: String { stages.map(\.name).joined(separator: "+") }
@@ -190,6 +197,7 @@ final class PythonNode: Node, @unchecked Sendable {
                 let deadline = batcher.deadline.map { Date(timeIntervalSinceNow: Swift.max(0, $0 - monotonic())) }
                 switch try channel.receive(until: deadline) {
                 case .item(let b):
+                    if let rows = adaptive.value?.rows { batcher.maxRows = rows }
                     for ready in batcher.push(b, now: monotonic()) { try submit(ready) }
                 case .timedOut:
                     if let ready = batcher.expire(now: monotonic()) { try submit(ready) }
@@ -230,6 +238,13 @@ final class PythonNode: Node, @unchecked Sendable {
             }
             guard let result else { return nil }
             latency.record(seconds: result.latency)
+            if let rows = adaptive.withLock({ c -> Int? in c?.observe(latency: result.latency) }) {
+                chosenSizes.withLock { sizes in
+                    if sizes.last.map({ Int($0[1]) }) != rows && sizes.count < 1000 {
+                        sizes.append([((MonotonicClock.seconds() - startedAt) * 1000).rounded() / 1000, Double(rows)])
+                    }
+                }
+            }
             var out = result.batches
             let input = result.input
             if !result.failures.isEmpty, let input {
@@ -310,6 +325,7 @@ final class PythonNode: Node, @unchecked Sendable {
         s.retries = p.retries
         s.workers = options.workers
         s.rowsFailed = failedRows.value
+        if options.targetLatency != nil { s.batchSizes = chosenSizes.value }
         return s
     }
 }

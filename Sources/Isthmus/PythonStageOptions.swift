@@ -39,6 +39,8 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var threadsPerWorker: Int?
     /// What happens when the function raises on some rows.
     public var onError: RowErrorPolicy = .fail
+    /// Per-batch latency target: the batch size adapts (AIMD) between 1 and `batchRows` (nil = fixed size).
+    public var targetLatency: Double?
     /// Accept remote workers on this `tcp://HOST:PORT` instead of launching local ones.
     public var listen: String?
     /// CurveZMQ secret key (Z85) of the host for `listen`.

@@ -23,6 +23,8 @@ public struct StageStats: Sendable, Codable {
     public var workers: Int?
     /// Input rows the function failed on and that were skipped or dead-lettered.
     public var rowsFailed: Int?
+    /// With a latency target: the batch sizes chosen over time, as [seconds since start, rows].
+    public var batchSizes: [[Double]]?
 }
 
 /// What a pipeline run did (`--stats FILE` writes it as JSON with `"version": 1`).

@@ -35,6 +35,8 @@ struct RunCommand: ParsableCommand {
     var batchBytes: String = "8Mi"
     @Option(name: .long, help: "How long a partial batch waits for more rows (0, 500us, 5ms, 1s).")
     var linger: String = "5ms"
+    @Option(name: .long, help: "Adapt the batch size (AIMD, up to --batch-rows) so each batch's latency stays under this (e.g. 5ms). Default: fixed size.")
+    var targetLatency: String?
     @Option(name: .long, help: "Python interpreter (default: $ISTHMUS_PYTHON, else python3 on PATH).")
     var python: String?
     @Option(name: .long, help: "Per-batch deadline; a worker past it is killed, restarted and the batch retried (e.g. 30s). Default: none.")
@@ -88,6 +90,7 @@ struct RunCommand: ParsableCommand {
         options.batchBytes = try parseSize(batchBytes, flag: "--batch-bytes")
         options.linger = try parseDuration(linger, flag: "--linger")
         if let python { options.python = python }
+        if let targetLatency { options.targetLatency = try parseDuration(targetLatency, flag: "--target-latency") }
         if let timeout { options.timeout = try parseDuration(timeout, flag: "--timeout") }
         options.maxRetries = maxRetries
         options.startupTimeout = try parseDuration(startupTimeout, flag: "--startup-timeout")

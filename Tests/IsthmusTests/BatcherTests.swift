@@ -134,3 +134,30 @@ struct ChannelTests {
 }
 
 import Foundation
+
+@Suite("Adaptive batch size (AIMD)")
+struct AdaptiveBatchSizeTests {
+    @Test("grows additively under the target, halves over it, stays in bounds")
+    func aimd() {
+        var c = AdaptiveBatchSize(target: 0.005, initial: 1000, minRows: 100, maxRows: 1200, step: 100)
+        #expect(c.observe(latency: 0.004) == 1100)
+        #expect(c.observe(latency: 0.005) == 1200)
+        #expect(c.observe(latency: 0.001) == 1200)          // capped
+        #expect(c.observe(latency: 0.006) == 600)           // halved
+        #expect(c.observe(latency: 0.9) == 300)
+        #expect(c.observe(latency: 0.9) == 150)
+        #expect(c.observe(latency: 0.9) == 100)             // floor
+        #expect(c.observe(latency: 0.0) == 200)
+    }
+
+    @Test("converges near the size whose latency meets the target")
+    func converges() {
+        // A stage that costs 1 µs per row plus 0.5 ms per batch: 4,500 rows meet a 5 ms target.
+        var c = AdaptiveBatchSize(target: 0.005, initial: 100, maxRows: 65_536, step: 256)
+        var sizes: [Int] = []
+        for _ in 0..<400 { sizes.append(c.observe(latency: 0.0005 + Double(c.rows) * 1e-6)) }
+        let tail = sizes.suffix(100)
+        #expect(tail.allSatisfy { $0 <= 4_500 + 256 })
+        #expect(Double(tail.reduce(0, +)) / Double(tail.count) > 2_000)
+    }
+}

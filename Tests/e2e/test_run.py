@@ -380,3 +380,22 @@ def test_version_prints_host_protocol_and_helper():
     out = r.stdout.decode()
     assert "isthmus 0.1.0 (protocol 1.0)" in out
     assert "helper 0.1.0 (protocol 1.0)" in out
+
+
+def test_target_latency_adapts_batch_sizes(tmp_path):
+    import json
+    stats = tmp_path / "stats.json"
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--target-latency", "20ms",
+                    "--batch-rows", "8192", "--stats", str(stats), "--workers", "1", n=100_000)
+    ok(r)
+    assert read_any(out).column("id").to_pylist() == list(range(100_000))
+    py = [s for s in json.loads(stats.read_text())["stages"] if s["kind"] == "python"][0]
+    sizes = [int(rows) for _, rows in py["batch_sizes"]]
+    assert sizes and all(1 <= s <= 8192 for s in sizes)
+    assert len(set(sizes)) > 1  # the size moved
+
+
+def test_bad_target_latency_is_usage_error(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--target-latency", "fast", n=10)
+    assert r.returncode == 2
+    assert error_line(r).startswith("error: --target-latency: expected a duration")

@@ -1,0 +1,34 @@
+/// Chooses a stage's batch size from measured per-batch latency, additive increase and
+/// multiplicative decrease (AIMD, as Clipper does): grow by `step` rows while a batch's
+/// latency stays at or under the target, halve when it goes over. Pure; the caller measures.
+public struct AdaptiveBatchSize: Sendable, Equatable {
+    /// The latency each batch should stay under, in seconds.
+    public let target: Double
+    /// Smallest and largest batch size.
+    public let minRows: Int
+    public let maxRows: Int
+    /// Rows added after a batch within the target.
+    public let step: Int
+    /// The current choice.
+    public private(set) var rows: Int
+
+    /// A controller starting at `initial` rows (clamped to the bounds).
+    public init(target: Double, initial: Int, minRows: Int = 1, maxRows: Int, step: Int? = nil) {
+        self.target = target
+        self.minRows = Swift.max(1, minRows)
+        self.maxRows = Swift.max(self.minRows, maxRows)
+        self.step = Swift.max(1, step ?? Swift.max(1, maxRows / 64))
+        rows = Swift.min(self.maxRows, Swift.max(self.minRows, initial))
+    }
+
+    /// Feeds one batch's latency (seconds) and returns the next batch size.
+    @discardableResult
+    public mutating func observe(latency: Double) -> Int {
+        if latency > target {
+            rows = Swift.max(minRows, rows / 2)
+        } else {
+            rows = Swift.min(maxRows, rows + step)
+        }
+        return rows
+    }
+}
