@@ -105,6 +105,7 @@ final class PythonNode: Node, @unchecked Sendable {
     private let adaptive: Locked<AdaptiveBatchSize?>
     private let chosenSizes = Locked<[[Double]]>([])
     private let startedAt = MonotonicClock.seconds()
+    private let readySeconds = Locked(0.0)
     /// Input batches are kept until their result arrives when results need them.
     private var keepsInputs: Bool { options.keepInput || options.onError != .fail }
 
@@ -130,6 +131,7 @@ final class PythonNode: Node, @unchecked Sendable {
         }
         let config = options.poolConfiguration(stages: stages, inputSchema: schema, log: log)
         let pool = try WorkerPool(config)
+        readySeconds.withLock { $0 = MonotonicClock.seconds() - startedAt }
         self.pool = pool
         if options.keepInput, let declared = pool.declaredOutputSchema {
             try checkCollisions(schema, declared)
@@ -325,6 +327,7 @@ final class PythonNode: Node, @unchecked Sendable {
         s.retries = p.retries
         s.workers = options.workers
         s.rowsFailed = failedRows.value
+        s.startupSeconds = readySeconds.value
         if options.targetLatency != nil { s.batchSizes = chosenSizes.value }
         return s
     }

@@ -20,7 +20,7 @@ public struct PythonStageOptions: Sendable, Equatable {
     /// Rows per batch sent to a worker.
     public var batchRows: Int = 65_536
     /// Bytes per batch sent to a worker.
-    public var batchBytes: Int = 8 << 20
+    public var batchBytes: Int = 2 << 20
     /// Seconds a partial batch waits for more rows.
     public var linger: Double = 0.005
     /// Results in input order (default) or as they complete.

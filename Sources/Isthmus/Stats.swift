@@ -21,6 +21,8 @@ public struct StageStats: Sendable, Codable {
     public var retries: Int?
     /// Workers of the stage.
     public var workers: Int?
+    /// Seconds from the stage's start until every worker was READY (Python stages).
+    public var startupSeconds: Double?
     /// Input rows the function failed on and that were skipped or dead-lettered.
     public var rowsFailed: Int?
     /// With a latency target: the batch sizes chosen over time, as [seconds since start, rows].

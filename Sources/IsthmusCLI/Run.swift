@@ -31,8 +31,8 @@ struct RunCommand: ParsableCommand {
     var credits: Int = 2
     @Option(name: .long, help: "Rows per batch sent to a worker.")
     var batchRows: Int = 65_536
-    @Option(name: .long, help: "Bytes per batch sent to a worker (e.g. 8Mi).")
-    var batchBytes: String = "8Mi"
+    @Option(name: .long, help: "Bytes per batch sent to a worker (e.g. 2Mi, 512Ki).")
+    var batchBytes: String = "2Mi"
     @Option(name: .long, help: "How long a partial batch waits for more rows (0, 500us, 5ms, 1s).")
     var linger: String = "5ms"
     @Option(name: .long, help: "Adapt the batch size (AIMD, up to --batch-rows) so each batch's latency stays under this (e.g. 5ms). Default: fixed size.")
