@@ -60,6 +60,7 @@ demo: deps build-release
 	ISTHMUS_PYTHON=$(abspath $(PY)) $(RELEASE_BIN) demo --python $(abspath $(PY))
 
 bench: deps build-release
+	$(PY) -m pip install -q --disable-pip-version-check matplotlib
 	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py
 
 chaos: deps build
