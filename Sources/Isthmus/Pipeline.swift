@@ -36,8 +36,14 @@ public struct Pipeline: Sendable {
     }
 
     /// A pipeline over a file (format from the extension, or `format`); `-` is stdin.
+    /// A directory or a glob pattern reads every matching file in name order.
     public init(reading path: String, format: DataFormat? = nil, options: ReadOptions = ReadOptions()) {
-        openSource = { try Formats.openReader(path: path, format: format, options: options) }
+        openSource = {
+            if let files = try MultiFileReader.expand(path, format: format) {
+                return try MultiFileReader(paths: files, format: format, options: options)
+            }
+            return try Formats.openReader(path: path, format: format, options: options)
+        }
     }
 
     /// A pipeline over in-memory batches.

@@ -15,7 +15,7 @@ struct RunCommand: ParsableCommand {
             in input order unless --unordered. Exit codes: 0 ok, 1 data/run failure, 2 usage/environment, 130/143 signals.
             """)
 
-    @Option(name: .long, help: "Input file (.arrows, .arrow/.feather, .csv, .jsonl/.ndjson) or - for stdin.")
+    @Option(name: .long, help: "Input file (.arrows, .arrow/.feather, .csv, .jsonl/.ndjson), a directory or glob of them (quote it), or - for stdin.")
     var input: String
     @Option(name: .long, help: "Output file or - for stdout.")
     var output: String

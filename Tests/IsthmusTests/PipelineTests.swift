@@ -178,3 +178,24 @@ final class CountingReader: BatchReader {
         return batches[index]
     }
 }
+
+@Suite("Broadcast partitioning", .serialized)
+struct BroadcastTests {
+    @Test("a broadcast batch reaches every worker slot once")
+    func broadcast() async throws {
+        let file = try PythonEnv.udfFile("""
+            import os
+            import pyarrow as pa
+            def slot(batch):
+                return {"id": batch.column("id"), "slot": pa.array([int(os.environ["ISTHMUS_SLOT"])] * batch.num_rows, pa.int64())}
+            """)
+        var options = PythonEnv.options(workers: 3)
+        options.partitioning = .broadcast
+        let batch = try RecordBatch(["id": ArrayData.int64([1, 2]), "x": ArrayData.float64([0.5, 1.5])])
+        var seen: [Int64: [Int64]] = [:]
+        for try await b in Pipeline(batches: [batch]).python("\(file):slot", options: options).results() {
+            for i in 0..<b.length { seen[b.column("slot")!.int64(i)!, default: []].append(b.column("id")!.int64(i)!) }
+        }
+        #expect(seen == [0: [1, 2], 1: [1, 2], 2: [1, 2]])
+    }
+}

@@ -399,3 +399,25 @@ def test_bad_target_latency_is_usage_error(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--target-latency", "fast", n=10)
     assert r.returncode == 2
     assert error_line(r).startswith("error: --target-latency: expected a duration")
+
+
+def test_directory_and_glob_inputs_read_every_file_in_name_order(tmp_path):
+    d = tmp_path / "parts"
+    d.mkdir()
+    for k in range(3):
+        t = pa.table({"id": pa.array(range(k * 100, (k + 1) * 100), pa.int64()), "x": pa.array([float(i) for i in range(100)])})
+        write_stream(d / f"part-{k}.arrows", t)
+    (d / "README.txt").write_text("not data")
+    for src in (str(d), str(d / "part-*.arrows")):
+        out = tmp_path / "out.arrows"
+        ok(run_cli("run", "--input", src, "--output", str(out), "--udf", f"{udf('basic.py')}:linear", "--workers", "2"))
+        assert read_any(out).column("id").to_pylist() == list(range(300))
+    r = run_cli("run", "--input", str(tmp_path / "nothing-*.arrows"), "--output", str(tmp_path / "o.arrows"),
+                "--udf", f"{udf('basic.py')}:linear")
+    assert r.returncode == 2 and "nothing-*.arrows" in error_line(r)
+
+
+def test_unordered_output_has_every_row_once(tmp_path):
+    r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--unordered", "--workers", "2", "--batch-rows", "500", n=10_000)
+    ok(r)
+    assert sorted(read_any(out).column("id").to_pylist()) == list(range(10_000))
