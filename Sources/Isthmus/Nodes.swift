@@ -109,8 +109,12 @@ final class PythonNode: Node, @unchecked Sendable {
     /// Input batches are kept until their result arrives when results need them.
     private var keepsInputs: Bool { options.keepInput || options.onError != .fail }
 
+    /// Stops the feeder even while the source is blocked.
+    let control: RunControl?
+
     init(stages: [ControlDocuments.Stage], options: PythonStageOptions, upstream: Node, log: @escaping @Sendable (String) -> Void,
-         deadLetters: DeadLetterSink? = nil) {
+         deadLetters: DeadLetterSink? = nil, control: RunControl? = nil) {
+        self.control = control
         self.stages = stages
         self.options = options
         self.upstream = upstream
@@ -196,8 +200,11 @@ final class PythonNode: Node, @unchecked Sendable {
         }
         do {
             loop: while true {
-                let deadline = batcher.deadline.map { Date(timeIntervalSinceNow: Swift.max(0, $0 - monotonic())) }
-                switch try channel.receive(until: deadline) {
+                // Wake at least every 100 ms: a stop request must not wait for a source that is
+                // blocked reading a live stream (stdin with nothing to say).
+                let wait = Swift.min(0.1, batcher.deadline.map { Swift.max(0, $0 - monotonic()) } ?? 0.1)
+                if control?.isStopped == true { break loop }
+                switch try channel.receive(until: Date(timeIntervalSinceNow: wait)) {
                 case .item(let b):
                     if let rows = adaptive.value?.rows { batcher.maxRows = rows }
                     for ready in batcher.push(b, now: monotonic()) { try submit(ready) }

@@ -221,7 +221,7 @@ public struct Pipeline: Sendable {
                     s.options["on_error"] = "skip"
                     return s
                 }
-                nodes.append(PythonNode(stages: withPolicy, options: options, upstream: nodes.last!, log: log, deadLetters: deadLetters))
+                nodes.append(PythonNode(stages: withPolicy, options: options, upstream: nodes.last!, log: log, deadLetters: deadLetters, control: control))
             }
         }
         return Chain(source: source, nodes: nodes)

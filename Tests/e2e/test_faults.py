@@ -222,3 +222,23 @@ def test_intruders_are_refused_and_the_run_is_unaffected(tmp_path):
     assert "unknown peer" in err
     got = ipc.open_stream(str(out)).read_all()
     assert got.column("id").to_pylist() == list(range(30_000))
+
+
+def test_sigint_while_waiting_on_a_live_stdin_finishes_promptly(tmp_path):
+    import json
+    e = dict(os.environ, ISTHMUS_PYTHON=python_bin(), TMPDIR=str(tmp_path))
+    p = subprocess.Popen([isthmus_bin(), "run", "--input", "-", "--from", "jsonl", "--output", "-", "--to", "jsonl", "--udf",
+                          f"{udf('basic.py')}:linear", "--batch-rows", "1", "--linger", "0", "--workers", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    for i in range(3):
+        p.stdin.write((json.dumps({"id": i, "x": 1.0}) + "\n").encode())
+        p.stdin.flush()
+        assert json.loads(p.stdout.readline()) == {"id": i, "y": 3.0}
+    p.send_signal(signal.SIGINT)  # stdin stays open: the source is blocked reading it
+    try:
+        code = p.wait(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert code == 130, p.stderr.read().decode()
+    assert "interrupted: 3 rows written" in p.stderr.read().decode()
