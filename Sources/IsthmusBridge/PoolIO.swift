@@ -61,8 +61,11 @@ final class PoolIO: @unchecked Sendable {
             try router.set(.routerMandatory, Int32(1))
             try router.set(.sendHighWaterMark, Int32(0))
             try router.set(.receiveHighWaterMark, Int32(0))
-            // A frame larger than any acceptable result is refused by libzmq before it is buffered.
-            try router.set(.maxMessageSize, Int64(Swift.min(Int(Int64.max - (1 << 20)), configuration.maxResultBytes) + (1 << 20)))
+            // A frame beyond every sane size (at least 1 GiB, or the result limit) is refused by libzmq
+            // before it is buffered; libzmq then drops the peer silently, so results between
+            // --max-result-bytes and this cap are received and refused by our own check instead,
+            // with a clear error.
+            try router.set(.maxMessageSize, Int64(Swift.max(configuration.maxResultBytes, 1 << 30)) + (1 << 20))
             if let listen = configuration.listen {
                 if let secret = configuration.curveSecretKey {
                     try router.set(.curveServer, Int32(1))
