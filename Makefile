@@ -12,13 +12,14 @@ RELEASE_BIN := .build/release/isthmus
 SYSTEM_PACKAGES := libzmq3-dev liblz4-dev libzstd-dev pkg-config
 PY_PACKAGES := pyarrow pyzmq numpy pandas pytest hypothesis
 
-.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench chaos clean
+.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench chaos fuzz clean
 
 help:
 	@echo "make demo   - run the demo pipeline (installs what it needs)"
 	@echo "make test   - run every test suite (installs what it needs)"
 	@echo "make bench  - run the benchmarks"
 	@echo "make chaos  - run the long fault-injection suite"
+	@echo "make fuzz   - build the libFuzzer target and fuzz Arrow IPC decoding (FUZZ_SECONDS=300)"
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -65,6 +66,9 @@ bench: deps build-release
 
 chaos: deps build
 	ISTHMUS_BIN=$(abspath $(DEBUG_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) Tests/e2e/chaos.py
+
+fuzz: system-deps
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} Tests/fuzz/run.sh
 
 clean:
 	rm -rf .build $(VENV)
