@@ -7,7 +7,41 @@ import IsthmusArrow
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Host-side benchmarks (make bench runs the whole set).",
-        subcommands: [LatencyBench.self])
+        subcommands: [SuiteBench.self, LatencyBench.self], defaultSubcommand: SuiteBench.self)
+}
+
+/// `isthmus bench suite`: runs the benchmark driver (bench/run.py) from a source checkout.
+struct SuiteBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "suite", abstract: "Run bench/run.py (W1–W3, L1, Arrow I/O, memory) against this binary.")
+
+    @Flag(name: .long, help: "10x fewer rows.")
+    var quick = false
+    @Option(name: .long, help: "Comma-separated subset: W1,W2,W3,L1,IO,RSS.")
+    var only: String?
+    @Option(name: .long, help: "Python interpreter with pyarrow, pyzmq and the isthmus helper.")
+    var python: String?
+
+    func run() throws {
+        let driver = "bench/run.py"
+        guard FileManager.default.fileExists(atPath: driver) else {
+            throw CLIFailure.usage("expected \(driver) in the current folder (run this from an Isthmus checkout) but found none")
+        }
+        let py = python ?? PythonStageOptions.defaultPython
+        var arguments = [driver]
+        if quick { arguments.append("--quick") }
+        if let only { arguments += ["--only", only] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: py.contains("/") ? py : "/usr/bin/env")
+        p.arguments = py.contains("/") ? arguments : [py] + arguments
+        var env = ProcessInfo.processInfo.environment
+        env["ISTHMUS_BIN"] = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        env["ISTHMUS_PYTHON"] = py
+        p.environment = env
+        try p.run()
+        p.waitUntilExit()
+        if p.terminationStatus != 0 { throw ExitCode(p.terminationStatus) }
+    }
 }
 
 /// `isthmus bench latency`: one-row requests through the online `submit` path.
