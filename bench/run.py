@@ -1,39 +1,52 @@
 """The benchmark driver behind `make bench` and `isthmus bench` (see bench/README.md).
 
-Every figure is measured in this run, and throughput is reported as a ratio to a baseline
-measured in the same run on the same data: this machine is shared and noisy.
+    ISTHMUS_BIN=.build/release/isthmus ISTHMUS_PYTHON=.venv/bin/python .venv/bin/python bench/run.py
+    ... bench/run.py --quick              # 10x fewer rows, about a minute
+    ... bench/run.py --only W2,L1,IO,RSS  # a subset
 
-    python bench/run.py            # full sizes
-    python bench/run.py --quick    # 10x fewer rows, about a minute
-    python bench/run.py --only W2,L1
+Every figure is measured in this run, and throughput is reported as a ratio to a ceiling measured
+in the same run on the same data, because the machines this runs on are shared and noisy.
+A configuration that fails is reported in the tables with its error line; the driver goes on.
+Results: bench/results/latest.md, latest.json ("version": 1) and latest.png (with matplotlib).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.ipc as ipc
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS")
+PINNED = {v: "1" for v in THREAD_VARIABLES}
+for _v in THREAD_VARIABLES:  # the value check's in-process run, like the workers (which pin themselves)
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.ipc as ipc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import workloads  # noqa: E402
 
-BIN = os.environ.get("ISTHMUS_BIN") or str(HERE.parent / ".build" / "release" / "isthmus")
+BIN = os.path.abspath(os.environ.get("ISTHMUS_BIN") or REPO / ".build" / "release" / "isthmus")
 PY = os.environ.get("ISTHMUS_PYTHON") or sys.executable
-UDFS = str(HERE / "udfs.py")
-PINNED = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+UDFS = "bench/udfs.py"  # subprocesses run in the repository root
+BATCH_ROWS = (1024, 8192, 65536)
+WARMUP = 500
+TMP = Path(tempfile.gettempdir())
 
 CEILING = r"""
 import importlib.util, json, sys, time
@@ -41,308 +54,582 @@ import pyarrow.ipc as ipc
 spec = importlib.util.spec_from_file_location("udfs", sys.argv[1]); u = importlib.util.module_from_spec(spec); spec.loader.exec_module(u)
 f = getattr(u, sys.argv[2])
 batches = ipc.open_stream(sys.argv[3]).read_all().to_batches(int(sys.argv[4]))
-f(batches[0])
-t = time.perf_counter(); n = 0
-for b in batches:
-    f(b); n += b.num_rows
-print(json.dumps({"rows": n, "seconds": time.perf_counter() - t}))
+for b in batches[:3]:
+    f(b)
+times = []
+for _ in range(int(sys.argv[5])):
+    t = time.perf_counter(); n = 0
+    for b in batches:
+        f(b); n += b.num_rows
+    times.append(time.perf_counter() - t)
+print(json.dumps({"rows": n, "seconds": min(times), "all_seconds": times}))
 """
 
 RAW_ZMQ = r"""
 import json, subprocess, sys, tempfile, time, zmq
-n = int(sys.argv[1]); d = tempfile.mkdtemp(); ep = f"ipc://{d}/rr.sock"
+n, warmup = int(sys.argv[1]), int(sys.argv[2]); d = tempfile.mkdtemp(); ep = f"ipc://{d}/rr.sock"
 peer = subprocess.Popen([sys.executable, "-c",
-    f"import zmq\nc=zmq.Context()\ns=c.socket(zmq.REP)\ns.bind('{ep}')\nfor _ in range({n}+200): s.send(s.recv())"])
+    f"import zmq\nc=zmq.Context()\ns=c.socket(zmq.REP)\ns.bind('{ep}')\nfor _ in range({n + warmup}): s.send(s.recv())"])
 c = zmq.Context(); s = c.socket(zmq.REQ); s.connect(ep)
 lat = []
-for i in range(n + 200):
+for i in range(n + warmup):
     t = time.perf_counter_ns(); s.send(b"x" * 16); s.recv(); e = time.perf_counter_ns()
-    if i >= 200: lat.append((e - t) / 1000)
+    if i >= warmup: lat.append((e - t) / 1000)
 peer.wait(); lat.sort()
-print(json.dumps({"p50_us": lat[len(lat) // 2], "p99_us": lat[int(len(lat) * 0.99)]}))
+print(json.dumps({"p50_us": lat[len(lat) // 2], "p90_us": lat[int(len(lat) * 0.9)], "p99_us": lat[int(len(lat) * 0.99)],
+                  "mean_us": sum(lat) / len(lat)}))
 """
 
 PY_HOST = r"""
 import json, sys, time
 import pyarrow as pa
 from isthmus.testing import LocalHost
-n = int(sys.argv[2])
+n, warmup = int(sys.argv[2]), int(sys.argv[3])
 schema = pa.schema([("id", pa.int64()), ("x", pa.float64())])
 lat = []
 with LocalHost([sys.argv[1]], schema, workers=1, credits=1, echo_output=False) as host:
-    for i in range(n + 200):
+    for i in range(n + warmup):
         b = pa.record_batch([pa.array([i], pa.int64()), pa.array([i * 0.5])], schema=schema)
-        t = time.perf_counter_ns(); host.call(b); e = time.perf_counter_ns()
-        if i >= 200: lat.append((e - t) / 1000)
+        t = time.perf_counter_ns(); out = host.call(b); e = time.perf_counter_ns()
+        assert out.num_rows == 1
+        if i >= warmup: lat.append((e - t) / 1000)
 lat.sort()
-print(json.dumps({"p50_us": lat[len(lat) // 2], "p99_us": lat[int(len(lat) * 0.99)]}))
+print(json.dumps({"p50_us": lat[len(lat) // 2], "p90_us": lat[int(len(lat) * 0.9)], "p99_us": lat[int(len(lat) * 0.99)],
+                  "mean_us": sum(lat) / len(lat)}))
 """
 
 
-def sh(args: list[str], env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def clean(text: str) -> str:
+    """A message without this checkout's or the temporary folder's location."""
+    if os.sep in PY:
+        text = text.replace(PY, "python")
+    return text.replace(str(REPO) + "/", "").replace(str(REPO), ".").replace(str(TMP), "<tmp>")
+
+
+def rel(path: Path) -> str:
+    return os.path.relpath(path, REPO)
+
+
+class Proc(NamedTuple):
+    rc: int
+    out: str
+    err: str
+    wall: float
+    memory: dict[str, int]
+
+    def error_line(self) -> str:
+        lines = [l for l in self.err.splitlines() if l.strip()]
+        picked = next((l for l in lines if l.startswith("error:")), lines[-1] if lines else f"exit status {self.rc}")
+        return clean(picked.strip())[:300]
+
+
+def _watch_memory(pid: int, stop: threading.Event, memory: dict[str, int]) -> None:
+    """Polls /proc/PID/status every 10 ms: the kernel's high-water mark of the process's own
+    resident set (VmHWM, its Python workers not included) and the peaks of its anonymous and
+    file-backed parts (a memory-mapped input counts in RssFile)."""
+    status = Path(f"/proc/{pid}/status")
+    while not stop.is_set():
+        try:
+            text = status.read_text()
+        except OSError:
+            break
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "VmHWM":
+                memory["vm_hwm_kb"] = max(memory.get("vm_hwm_kb", 0), int(value.split()[0]))
+            elif key in ("RssAnon", "RssFile"):
+                k = "rss_anon_peak_kb" if key == "RssAnon" else "rss_file_peak_kb"
+                memory[k] = max(memory.get(k, 0), int(value.split()[0]))
+        stop.wait(0.01)
+
+
+def run_proc(args: list[str], env: dict[str, str] | None = None, timeout: float = 900,
+             watch_memory: bool = False) -> Proc:
+    """Runs a command in the repository root; wall seconds around the process. On a timeout
+    the command's process group (its workers too) is killed and rc is -9."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=e)
+    memory: dict[str, int] = {}
+    stop = threading.Event()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, cwd=REPO,
+                         start_new_session=True)
+    watcher = threading.Thread(target=_watch_memory, args=(p.pid, stop, memory), daemon=True) if watch_memory else None
+    if watcher:
+        watcher.start()
+    try:
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        rc = -9
+        err += f"\nerror: timed out after {timeout:.0f} s"
+    wall = time.perf_counter() - t0
+    stop.set()
+    if watcher:
+        watcher.join()
+    return Proc(rc, out, err, wall, memory)
 
 
 def last_json(text: str) -> dict:
     for line in reversed(text.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
-    raise ValueError(f"no JSON in output: {text[-300:]}")
+    raise ValueError(f"expected a JSON line in the output but found: {clean(text[-200:])!r}")
 
 
-def ceiling(udf: str, data: Path, batch_rows: int) -> float:
-    r = sh([PY, "-c", CEILING, UDFS, udf, str(data), str(batch_rows)], env=PINNED)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip().splitlines()[-1])
-    d = last_json(r.stdout)
-    return d["rows"] / d["seconds"]
+class Failed(Exception):
+    """A configuration that failed, with its one error line."""
 
 
-def peak_rss_kb(pid: int, stop: threading.Event, out: list[int]) -> None:
-    """Peak anonymous RSS of the host: memory it allocated, not the pages of the input file it
-    maps (a memory-mapped input is shared with the page cache and grows with the file)."""
-    peak = 0
-    while not stop.is_set():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    peak = max(peak, int(line.split()[1]))
-        except OSError:
-            break
-        time.sleep(0.02)
-    out.append(peak)
+# -- throughput --------------------------------------------------------------------------------
+
+def ceiling(udf: str, data: Path, batch_rows: int, repeats: int = 3) -> dict:
+    """The same UDF over the same batches in one Python process, BLAS/OpenMP pinned to one thread
+    (set before numpy loads), no IPC: best of `repeats` passes after a warm-up."""
+    r = run_proc([PY, "-c", CEILING, UDFS, udf, rel(data), str(batch_rows), str(repeats)], env=PINNED)
+    if r.rc != 0:
+        raise Failed(r.error_line())
+    d = last_json(r.out)
+    return {"rows_per_s": d["rows"] / d["seconds"], "seconds": d["seconds"]}
 
 
-def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int) -> dict:
+def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, output: Path | None = None,
+                timeout: float = 900) -> dict:
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
-        p = subprocess.Popen([BIN, "run", "--input", str(data), "--output", "-", "--to", "null", "--udf", f"{UDFS}:{udf}",
-                              "--workers", str(workers), "--batch-rows", str(batch_rows), "--batch-bytes", "64Mi",
-                              "--stats", str(stats), "--python", PY, "--no-progress"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        stop = threading.Event()
-        peak: list[int] = []
-        t = threading.Thread(target=peak_rss_kb, args=(p.pid, stop, peak))
-        t.start()
-        _, err = p.communicate(timeout=1800)
-        stop.set()
-        t.join()
-        if p.returncode != 0:
-            raise RuntimeError([l for l in err.splitlines() if l.startswith("error:")][:1] or err[-300:])
+        out = ["--output", str(output)] if output else ["--output", "-", "--to", "null"]
+        # --batch-bytes high enough that --batch-rows alone sets the batch size.
+        r = run_proc([BIN, "run", "--input", rel(data), *out, "--udf", f"{UDFS}:{udf}", "--workers", str(workers),
+                      "--batch-rows", str(batch_rows), "--batch-bytes", "256Mi", "--stats", str(stats),
+                      "--python", PY, "--no-progress"], timeout=timeout, watch_memory=True)
+        if r.rc != 0:
+            raise Failed(r.error_line())
         s = json.loads(stats.read_text())
-    py = [x for x in s["stages"] if x["kind"] == "python"][0]
-    if s["rows_out"] != rows:
-        raise RuntimeError(f"expected {rows} rows out, found {s['rows_out']}")
-    steady = s["wall_seconds"] - py["startup_seconds"]
-    return {"rows_per_s": rows / steady, "wall_s": s["wall_seconds"], "startup_s": py["startup_seconds"],
-            "latency_ms": py["latency_ms"], "peak_rss_kb": peak[0] if peak else None}
+    if s.get("rows_out") != rows or s.get("rows_in") != rows:
+        raise Failed(f"expected {rows} rows in and out, found {s.get('rows_in')} in and {s.get('rows_out')} out")
+    py = next(x for x in s["stages"] if x["kind"] == "python")
+    startup = py.get("startup_seconds") or 0.0
+    steady = s["wall_seconds"] - startup
+    return {"rows_per_s": rows / steady if steady > 0 else float("nan"), "rows_per_s_process": rows / r.wall,
+            "process_wall_s": r.wall, "host_wall_s": s["wall_seconds"], "startup_s": startup,
+            "batches": s.get("batches_out"), "latency_ms": py.get("latency_ms") or {},
+            "host_vm_hwm_kb": r.memory.get("vm_hwm_kb"), "host_rss_anon_peak_kb": r.memory.get("rss_anon_peak_kb"),
+            "host_rss_file_peak_kb": r.memory.get("rss_file_peak_kb")}
 
 
-def check_values(udf: str, data: Path, rows: int) -> str:
-    """One output with values, compared with the in-process function."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("udfs", UDFS)
-    u = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(u)
+def best_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, repeats: int) -> dict:
+    runs = [isthmus_run(udf, data, workers, batch_rows, rows) for _ in range(repeats)]
+    best = dict(max(runs, key=lambda x: x["rows_per_s"]))
+    best["all_rows_per_s"] = [x["rows_per_s"] for x in runs]
+    return best
+
+
+def check_values(w: workloads.Workload, data: Path, rows: int) -> dict:
+    """One run with a real output (2 workers, 8192-row batches), every value compared with the
+    same function applied in this process."""
+    udfs = importlib.import_module("udfs")
     with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "out.arrows"
-        r = sh([BIN, "run", "--input", str(data), "--output", str(out), "--udf", f"{UDFS}:{udf}", "--workers", "2",
-                "--batch-rows", "8192", "--python", PY, "--no-progress"])
-        if r.returncode != 0:
-            return "FAILED: " + r.stderr.strip().splitlines()[-1]
-        got = ipc.open_stream(str(out)).read_all()
-    table = ipc.open_stream(str(data)).read_all().slice(0, min(rows, 200_000))
-    expected = pa.Table.from_batches([pa.RecordBatch.from_pydict(u.__dict__[udf](b)) for b in table.to_batches(8192)])
-    return "values equal" if got.slice(0, expected.num_rows).equals(expected) else "VALUES DIFFER"
-
-
-def best_of(n: int, f) -> float:
-    return min(f() for _ in range(n))
-
-
-def timed(args: list[str]) -> float:
-    t = time.perf_counter()
-    r = sh(args)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip()[-300:])
-    return time.perf_counter() - t
-
-
-def timed_py(code: str) -> float:
-    """Seconds pyarrow takes for `code`, its imports done before the clock starts."""
-    imports = "\n".join(l for l in code.splitlines() if l.startswith("import "))
-    body = "\n".join(l for l in code.splitlines() if not l.startswith("import "))
-    r = sh([PY, "-c", imports + "\nimport time as _time\n_t0 = _time.perf_counter()\n" + body + "\nprint(_time.perf_counter() - _t0)"])
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip()[-300:])
-    return float(r.stdout.strip().splitlines()[-1])
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="W1,W2,W3,L1,IO,RSS")
-    args = ap.parse_args(argv)
-    only = set(args.only.upper().split(","))
-    scale = 10 if args.quick else 1
-    workloads.prepare()
-    cores = os.cpu_count() or 1
-    results: dict = {"version": 1, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                     "machine": machine(), "quick": args.quick, "throughput": [], "latency": {}, "io": [], "rss": {}}
-    lines: list[str] = []
-    specs = [("W1", "w1", workloads.w1, 10_000_000), ("W2", "w2", workloads.w2, 2_000_000), ("W3", "w3", workloads.w3, 2_000_000)]
-    for name, udf, make, rows in specs:
-        if name not in only:
-            continue
-        rows //= scale
-        data = make(rows)
-        check = check_values(udf, data, rows)
-        for batch_rows in (1024, 8192, 65536):
-            try:
-                ceil = ceiling(udf, data, batch_rows)
-            except Exception as e:  # noqa: BLE001
-                ceil = float("nan")
-                print(f"{name} ceiling failed: {e}", file=sys.stderr)
-            for workers in sorted({1, 2, cores}):
-                row = {"workload": name, "rows": rows, "batch_rows": batch_rows, "workers": workers, "ceiling_rows_per_s": ceil,
-                       "check": check}
-                try:
-                    row.update(isthmus_run(udf, data, workers, batch_rows, rows))
-                    row["ratio"] = row["rows_per_s"] / ceil
-                except Exception as e:  # noqa: BLE001
-                    row["error"] = str(e)
-                results["throughput"].append(row)
-                print(fmt_row(row), flush=True)
-    if "L1" in only:
-        n = 10_000 // scale
-        lat = {}
-        r = sh([BIN, "bench", "latency", "--udf", f"{UDFS}:l1", "--requests", str(n), "--python", PY])
-        lat["isthmus_submit"] = last_json(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
-        r = sh([PY, "-c", RAW_ZMQ, str(n)])
-        lat["raw_pyzmq_round_trip"] = last_json(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
-        r = sh([PY, "-c", PY_HOST, f"{UDFS}:l1", str(n)])
-        lat["pure_python_host"] = last_json(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
-        results["latency"] = {"requests": n, **lat}
-        print(json.dumps(results["latency"]), flush=True)
-    if "IO" in only:
-        io_rows = 10_000_000 // scale
-        data = workloads.w1(io_rows)
-        csv = workloads.csv_file(1_000_000 // scale)
-        with tempfile.TemporaryDirectory() as d:
-            out = Path(d) / "o.arrows"
-            cases = [
-                ("IPC stream read", [BIN, "inspect", "--rows", "0", str(data)],
-                 f"import pyarrow.ipc as i\ni.open_stream('{data}').read_all()"),
-                ("IPC stream read+write", [BIN, "convert", str(data), str(out)],
-                 f"import pyarrow.ipc as i\nt=i.open_stream('{data}').read_all()\nw=i.new_stream('{out}',t.schema)\nw.write_table(t)\nw.close()"),
-                ("CSV read (to IPC)", [BIN, "convert", str(csv), str(out)],
-                 f"import pyarrow.csv as c, pyarrow.ipc as i\nt=c.read_csv('{csv}')\nw=i.new_stream('{out}',t.schema)\nw.write_table(t)\nw.close()"),
-            ]
-            # Both sides are timed without process start: ours minus a no-op run of the same
-            # binary, pyarrow's from after its imports.
-            start_cost = best_of(5, lambda: timed([BIN, "convert", "--help"]))
-            results["io_process_start_s"] = start_cost
-            for label, ours, theirs in cases:
-                try:
-                    a = max(1e-6, best_of(3, lambda: timed(ours)) - start_cost)
-                    b = best_of(3, lambda: timed_py(theirs))
-                    row = {"case": label, "isthmus_s": a, "pyarrow_s": b, "ratio": b / a}
-                except Exception as e:  # noqa: BLE001
-                    row = {"case": label, "error": str(e)}
-                results["io"].append(row)
-                print(json.dumps(row), flush=True)
-    if "RSS" in only:
-        small, big = 1_000_000 // scale, 10_000_000 // scale
+        out = Path(d) / "check.arrows"
         try:
-            a = isthmus_run("w1", workloads.w1(small), 2, 65536, small)["peak_rss_kb"]
-            b = isthmus_run("w1", workloads.w1(big), 2, 65536, big)["peak_rss_kb"]
-            results["rss"] = {"rows_1x": small, "rows_10x": big, "peak_rss_kb_1x": a, "peak_rss_kb_10x": b, "ratio": b / a}
-        except Exception as e:  # noqa: BLE001
-            results["rss"] = {"error": str(e)}
-        print(json.dumps(results["rss"]), flush=True)
-    write(results)
-    print((HERE / "results" / "latest.md").read_text())
-    return 0
+            isthmus_run(w.udf, data, 2, 8192, rows, output=out)
+        except Failed as e:
+            return {"ok": False, "result": f"run failed: {e}"}
+        got = ipc.open_stream(str(out)).read_all()
+    table = ipc.open_stream(str(data)).read_all()
+    expected = pa.Table.from_batches([pa.RecordBatch.from_pydict(getattr(udfs, w.udf)(b)) for b in table.to_batches(8192)])
+    if got.num_rows != expected.num_rows:
+        return {"ok": False, "result": f"expected {expected.num_rows} rows, found {got.num_rows}"}
+    if got.schema.names != expected.schema.names or got.schema.types != expected.schema.types:
+        return {"ok": False, "result": f"expected schema {expected.schema} but found {got.schema}".replace("\n", "; ")}
+    worst = 0.0
+    for name in expected.column_names:
+        a, b = got.column(name), expected.column(name)
+        if a.equals(b):
+            continue
+        if not pa.types.is_floating(b.type):
+            return {"ok": False, "result": f"column {name}: values differ"}
+        x, y = a.to_numpy(), b.to_numpy()
+        worst = max(worst, float(np.max(np.abs(x - y) / np.maximum(1.0, np.abs(y)))))
+    if worst == 0.0:
+        return {"ok": True, "result": f"all {rows:,} rows equal"}
+    return {"ok": worst <= 1e-12, "result": f"all {rows:,} rows within relative {worst:.1e}"}
+
+
+def worker_counts(cores: int) -> list[int]:
+    counts = {1, 2, cores}
+    n = 4
+    while n < cores:
+        counts.add(n)
+        n *= 2
+    return sorted(counts)
+
+
+def throughput(selected: list[workloads.Workload], scale: int, repeats: int, cores: int, results: dict) -> None:
+    for w in selected:
+        rows = w.rows // scale
+        t = time.perf_counter()
+        data = w.make(rows)
+        log(f"{w.name}: {rows:,} rows in {rel(data)} ({time.perf_counter() - t:.1f} s to load or generate)")
+        try:
+            check = check_values(w, data, rows)
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            check = {"ok": False, "result": f"check failed: {clean(str(e))[:300]}"}
+        results["checks"].append({"workload": w.name, "rows": rows, "config": "2 workers, 8192-row batches", **check})
+        log(f"{w.name} values: {check['result']}")
+        for batch_rows in BATCH_ROWS:
+            try:
+                ceil = ceiling(w.udf, data, batch_rows)
+            except Exception as e:  # noqa: BLE001
+                ceil = {"rows_per_s": float("nan"), "error": clean(str(e))[:300]}
+                log(f"{w.name} ceiling at {batch_rows}: FAILED {ceil['error']}")
+            for workers in worker_counts(cores):
+                row: dict[str, Any] = {"workload": w.name, "rows": rows, "batch_rows": batch_rows, "workers": workers,
+                                       "ceiling_rows_per_s": ceil["rows_per_s"], "repeats": repeats}
+                try:
+                    row.update(best_run(w.udf, data, workers, batch_rows, rows, repeats))
+                    row["ratio"] = row["rows_per_s"] / ceil["rows_per_s"]
+                    row["ratio_process"] = row["rows_per_s_process"] / ceil["rows_per_s"]
+                except Exception as e:  # noqa: BLE001
+                    row["error"] = clean(str(e))[:300]
+                results["throughput"].append(row)
+                log(fmt_row(row))
 
 
 def fmt_row(r: dict) -> str:
+    head = f"{r['workload']} batch {r['batch_rows']:>6} workers {r['workers']}"
     if "error" in r:
-        return f"{r['workload']} batch {r['batch_rows']} workers {r['workers']}: FAILED {r['error']}"
-    return (f"{r['workload']} batch {r['batch_rows']:>6} workers {r['workers']}: {r['rows_per_s'] / 1e6:8.2f} M rows/s "
-            f"(ceiling {r['ceiling_rows_per_s'] / 1e6:8.2f}, ratio {r['ratio']:.2f}; startup {r['startup_s']:.2f}s)")
+        return f"{head}: FAILED {r['error']}"
+    return (f"{head}: {r['rows_per_s'] / 1e6:8.2f} M rows/s steady, {r['rows_per_s_process'] / 1e6:6.2f} process "
+            f"(ceiling {r['ceiling_rows_per_s'] / 1e6:8.2f}; ratio {r['ratio']:.2f}, {r['ratio_process']:.2f}; "
+            f"wall {r['process_wall_s']:.2f} s, startup {r['startup_s']:.2f} s)")
 
+
+# -- latency -----------------------------------------------------------------------------------
+
+def latency(n: int) -> dict:
+    out: dict[str, Any] = {"requests": n, "warmup": WARMUP}
+    cases = {
+        "isthmus_submit": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
+                           "--warmup", str(WARMUP), "--python", PY],
+        "pure_python_host": [PY, "-c", PY_HOST, f"{UDFS}:{workloads.L1_UDF}", str(n), str(WARMUP)],
+        "raw_pyzmq_round_trip": [PY, "-c", RAW_ZMQ, str(n), str(WARMUP)],
+    }
+    for key, args in cases.items():
+        r = run_proc(args, timeout=600)
+        try:
+            if r.rc != 0:
+                raise Failed(r.error_line())
+            d = last_json(r.out)
+            out[key] = {k: d[k] for k in ("p50_us", "p90_us", "p99_us", "mean_us") if k in d}
+        except Exception as e:  # noqa: BLE001
+            out[key] = {"error": clean(str(e))[:300]}
+        log(f"L1 {key}: {out[key]}")
+    return out
+
+
+# -- Arrow I/O ---------------------------------------------------------------------------------
+
+def best_wall(args: list[str], n: int = 3) -> float:
+    walls = []
+    for _ in range(n):
+        r = run_proc(args, timeout=600)
+        if r.rc != 0:
+            raise Failed(r.error_line())
+        walls.append(r.wall)
+    return min(walls)
+
+
+def arrow_io(scale: int) -> dict:
+    rows, csv_rows = workloads.IO_STREAM_ROWS // scale, workloads.IO_CSV_ROWS // scale
+    data, csv = rel(workloads.w1(rows)), rel(workloads.csv_file(csv_rows))
+    res: dict[str, Any] = {"cases": []}
+    try:
+        res["isthmus_noop_s"] = best_wall([BIN, "convert", "--help"], 5)
+        res["python_noop_s"] = best_wall([PY, "-c", "import pyarrow, pyarrow.ipc, pyarrow.csv"], 5)
+    except Failed as e:
+        res["error"] = str(e)
+        return res
+    with tempfile.TemporaryDirectory() as d:
+        out = str(Path(d) / "out.arrows")
+        write = f"w = ipc.new_stream({out!r}, t.schema); w.write_table(t); w.close()"
+        cases = [
+            ("IPC stream read", rows, [BIN, "inspect", "--rows", "0", data],
+             f"import pyarrow.ipc as ipc\nt = ipc.open_stream({data!r}).read_all()", False),
+            ("IPC stream read + write", rows, [BIN, "convert", data, out],
+             f"import pyarrow.ipc as ipc\nt = ipc.open_stream({data!r}).read_all()\n{write}", True),
+            ("CSV read, written as IPC stream", csv_rows, [BIN, "convert", csv, out],
+             f"import pyarrow.csv as c, pyarrow.ipc as ipc\nt = c.read_csv({csv!r})\n{write}", True),
+            ("same, pyarrow on one thread", csv_rows, [BIN, "convert", csv, out],
+             "import pyarrow as pa, pyarrow.csv as c, pyarrow.ipc as ipc\npa.set_cpu_count(1); pa.set_io_thread_count(1)\n"
+             f"t = c.read_csv({csv!r}, read_options=c.ReadOptions(use_threads=False))\n{write}", True),
+        ]
+        for label, n, ours, theirs, writes in cases:
+            row: dict[str, Any] = {"case": label, "rows": n}
+            try:
+                row["isthmus_s"] = best_wall(ours)
+                if writes:
+                    got = ipc.open_stream(out).read_all().num_rows
+                    if got != n:
+                        raise Failed(f"expected {n} rows in the Isthmus output, found {got}")
+                row["pyarrow_s"] = best_wall([PY, "-c", theirs])
+                row["ratio"] = row["pyarrow_s"] / row["isthmus_s"]
+                row["isthmus_net_s"] = max(1e-4, row["isthmus_s"] - res["isthmus_noop_s"])
+                row["pyarrow_net_s"] = max(1e-4, row["pyarrow_s"] - res["python_noop_s"])
+                row["ratio_net"] = row["pyarrow_net_s"] / row["isthmus_net_s"]
+            except Exception as e:  # noqa: BLE001
+                row["error"] = clean(str(e))[:300]
+            res["cases"].append(row)
+            log(f"IO {label}: {json.dumps(row)}")
+    return res
+
+
+# -- host memory -------------------------------------------------------------------------------
+
+def host_memory(scale: int) -> dict:
+    small, big = (n // scale for n in workloads.RSS_ROWS)
+    res: dict[str, Any] = {"workers": 2, "batch_rows": 65536, "runs": []}
+    for rows in (small, big):
+        t = time.perf_counter()
+        data = workloads.w1(rows)
+        log(f"RSS: {rows:,} rows in {rel(data)} ({time.perf_counter() - t:.1f} s to load or generate)")
+        try:
+            r = isthmus_run("w1", data, 2, 65536, rows)
+            res["runs"].append({"rows": rows, "vm_hwm_kb": r["host_vm_hwm_kb"], "rss_anon_peak_kb": r["host_rss_anon_peak_kb"],
+                                "rss_file_peak_kb": r["host_rss_file_peak_kb"], "process_wall_s": r["process_wall_s"]})
+        except Exception as e:  # noqa: BLE001
+            res["runs"].append({"rows": rows, "error": clean(str(e))[:300]})
+        log(f"RSS {rows:,} rows: {res['runs'][-1]}")
+    a, b = res["runs"]
+    if "error" not in a and "error" not in b:
+        for k in ("vm_hwm_kb", "rss_anon_peak_kb"):
+            if a.get(k) and b.get(k):
+                res[f"ratio_{k[:-3]}"] = b[k] / a[k]
+    return res
+
+
+# -- machine and anchors -----------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = "unknown"
+    cpu, processors = "unknown", 0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("processor"):
+                processors += 1
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "pyarrow": pa.__version__}
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    r = run_proc([BIN, "--version"], timeout=60)
+    version = r.out.strip().splitlines()[0] if r.rc == 0 and r.out.strip() else "unknown"
+    r = run_proc([PY, "-c", "import platform, pyarrow, numpy, zmq; "
+                  "print(platform.python_version(), pyarrow.__version__, numpy.__version__, zmq.__version__)"], timeout=60)
+    py, pyarrow, numpy, pyzmq = (r.out.split() + ["unknown"] * 4)[:4] if r.rc == 0 else ["unknown"] * 4
+    return {"cpu": cpu, "cores": processors or os.cpu_count(), "usable_cores": usable, "isthmus": version,
+            "python": py, "pyarrow": pyarrow, "numpy": numpy, "pyzmq": pyzmq, "os": platform.system()}
 
 
-def write(results: dict) -> None:
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    m = results["machine"]
-    md = [f"# Benchmark results ({results['date']}{', quick' if results['quick'] else ''})", "",
-          f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, pyarrow {m['pyarrow']}.", "",
-          "Throughput is the host's steady state (rows ÷ (wall − worker startup), from `--stats`); the ceiling is the "
-          "same UDF over the same batches in one Python process with BLAS pinned to one thread, measured in the same run.", "",
-          "| workload | rows | batch rows | workers | Isthmus M rows/s | ceiling M rows/s | ratio | startup s | p50 batch ms | values |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in results["throughput"]:
-        if "error" in r:
-            md.append(f"| {r['workload']} | {r['rows']} | {r['batch_rows']} | {r['workers']} | failed: {r['error']} | | | | | |")
-        else:
-            md.append(f"| {r['workload']} | {r['rows']:,} | {r['batch_rows']} | {r['workers']} | {r['rows_per_s'] / 1e6:.2f} | "
-                      f"{r['ceiling_rows_per_s'] / 1e6:.2f} | {r['ratio']:.2f} | {r['startup_s']:.2f} | "
-                      f"{r['latency_ms'].get('p50', float('nan')):.2f} | {r['check']} |")
-    if results["latency"]:
-        lat = results["latency"]
-        md += ["", f"L1: {lat['requests']:,} sequential one-row requests.", "",
-               "| path | p50 µs | p99 µs |", "| --- | ---: | ---: |"]
-        for key, label in (("isthmus_submit", "Isthmus online submit (Swift host)"),
-                           ("pure_python_host", "pure-Python pyzmq host, same worker and UDF"),
-                           ("raw_pyzmq_round_trip", "raw pyzmq REQ/REP round trip, 16 bytes")):
+def anchors() -> dict:
+    r = run_proc([PY, "-c", "import importlib.util, json; "
+                  "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in ('pyspark', 'ray')}))"], timeout=60)
+    found = last_json(r.out) if r.rc == 0 else {}
+    return {m: ("installed, not run by this driver" if found.get(m) else "not installed") for m in ("pyspark", "ray")}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def mrows(v: float) -> str:
+    return "n/a" if v != v else f"{v / 1e6:.2f}"
+
+
+def mib(kb: int | None) -> str:
+    return "n/a" if kb is None else f"{kb / 1024:.0f}"
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    md = [f"# Isthmus benchmark results{' (--quick)' if res['quick'] else ''}", "",
+          f"Date: {res['date']}. Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable); {m['os']}. "
+          f"{m['isthmus']}; Python {m['python']}, pyarrow {m['pyarrow']}, numpy {m['numpy']}, pyzmq {m['pyzmq']}.", ""]
+    if res["throughput"]:
+        md += ["## Throughput", "",
+               f"Best of {res['repeats']} runs per configuration of `isthmus run --to null`. **Steady** rows/s = rows ÷ "
+               "(host wall seconds − worker startup seconds), both from `--stats`; **process** rows/s = rows ÷ the wall "
+               "time around the whole process (interpreter start and imports included). **Ceiling**: the same UDF over "
+               "the same batches in one Python process, no IPC, BLAS/OpenMP on one thread (best of 3 passes). "
+               "Ratio = Isthmus rows/s ÷ ceiling rows/s.", "",
+               "| workload | rows | batch rows | workers | steady M rows/s | ceiling M rows/s | ratio | process M rows/s "
+               "| process ratio | process wall s | host wall s | startup s | p50 batch ms | host VmHWM MiB |",
+               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in res["throughput"]:
+            head = f"| {r['workload']} | {r['rows']:,} | {r['batch_rows']} | {r['workers']} |"
+            if "error" in r:
+                md.append(f"{head} failed: {r['error']} | {mrows(r['ceiling_rows_per_s'])} | | | | | | | | |")
+                continue
+            p50 = r["latency_ms"].get("p50")
+            md.append(f"{head} {mrows(r['rows_per_s'])} | {mrows(r['ceiling_rows_per_s'])} | {r['ratio']:.2f} | "
+                      f"{mrows(r['rows_per_s_process'])} | {r['ratio_process']:.3f} | {r['process_wall_s']:.2f} | "
+                      f"{r['host_wall_s']:.2f} | {r['startup_s']:.2f} | {'n/a' if p50 is None else f'{p50:.2f}'} | "
+                      f"{mib(r.get('host_vm_hwm_kb'))} |")
+        md += ["", "Values (one run per workload with a real output, compared with the function applied in-process):", "",
+               "| workload | rows | config | result |", "| --- | ---: | --- | --- |"]
+        for c in res["checks"]:
+            md.append(f"| {c['workload']} | {c['rows']:,} | {c['config']} | {c['result']}{'' if c['ok'] else ' (FAILED)'} |")
+    if res["latency"]:
+        lat = res["latency"]
+        md += ["", "## L1: one-row request latency", "",
+               f"{lat['requests']:,} sequential one-row requests (id int64, x float64) → y = 2x + 1, after "
+               f"{lat['warmup']} untimed ones.", "",
+               "| path | p50 µs | p90 µs | p99 µs | mean µs |", "| --- | ---: | ---: | ---: | ---: |"]
+        for key, label in (("isthmus_submit", "Isthmus online submit (`isthmus bench latency`, Swift host)"),
+                           ("pure_python_host", "pure-Python pyzmq host (`isthmus.testing.LocalHost`), same worker and UDF"),
+                           ("raw_pyzmq_round_trip", "raw pyzmq REQ/REP round trip of 16 bytes, two processes, ipc://")):
             v = lat.get(key, {})
-            md.append(f"| {label} | {v.get('p50_us', float('nan')):.0f} | {v.get('p99_us', float('nan')):.0f} |" if "error" not in v
-                      else f"| {label} | failed: {v['error']} | |")
-    if results["io"]:
-        md += ["", f"Arrow I/O, {results['io'][0].get('rows', '')} best of 3; Isthmus: process wall time minus a no-op run of the "
-               f"binary ({results.get('io_process_start_s', 0) * 1000:.0f} ms); pyarrow: in-process after imports. "
-               "Ratio = pyarrow time ÷ Isthmus time (≥ 1 means Isthmus is at least as fast):", "",
-               "| case | Isthmus s | pyarrow s | ratio |", "| --- | ---: | ---: | ---: |"]
-        for r in results["io"]:
-            md.append(f"| {r['case']} | {r['isthmus_s']:.3f} | {r['pyarrow_s']:.3f} | {r['ratio']:.2f} |" if "error" not in r
-                      else f"| {r['case']} | failed: {r['error']} | | |")
-    if results["rss"]:
-        r = results["rss"]
-        md += ["", (f"Host peak anonymous RSS (sampled every 20 ms), W1 with 2 workers: {r['peak_rss_kb_1x'] / 1024:.0f} MiB at {r['rows_1x']:,} rows, "
-                    f"{r['peak_rss_kb_10x'] / 1024:.0f} MiB at {r['rows_10x']:,} rows (ratio {r['ratio']:.2f})."
-                    if "error" not in r else f"Host peak RSS: failed: {r['error']}")]
-    (out / "latest.md").write_text("\n".join(md) + "\n")
+            if "error" in v:
+                md.append(f"| {label} | failed: {v['error']} | | | |")
+            else:
+                md.append(f"| {label} | " + " | ".join(f"{v[k]:.0f}" if k in v else "n/a"
+                                                       for k in ("p50_us", "p90_us", "p99_us", "mean_us")) + " |")
+    if res["io"]:
+        io = res["io"]
+        md += ["", "## Arrow I/O", ""]
+        if "error" in io:
+            md.append(f"failed: {io['error']}")
+        else:
+            md += [f"Process wall time, best of 3: Isthmus (`isthmus inspect --rows 0`, `isthmus convert`) against a "
+                   f"`python -c` running pyarrow (`ipc.open_stream(...).read_all()`, `ipc.new_stream` + `write_table`, "
+                   f"`csv.read_csv`). Speed ratio = pyarrow s ÷ Isthmus s (> 1: Isthmus faster). **Net** subtracts a "
+                   f"no-op process of each: `isthmus convert --help` ({io['isthmus_noop_s'] * 1000:.0f} ms) and "
+                   f"Python importing pyarrow ({io['python_noop_s'] * 1000:.0f} ms); net times under 10 ms are noise.", "",
+                   "| case | rows | Isthmus s | pyarrow s | speed ratio | Isthmus net s | pyarrow net s | net speed ratio |",
+                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            for r in io["cases"]:
+                if "error" in r:
+                    md.append(f"| {r['case']} | {r['rows']:,} | failed: {r['error']} | | | | | |")
+                else:
+                    md.append(f"| {r['case']} | {r['rows']:,} | {r['isthmus_s']:.3f} | {r['pyarrow_s']:.3f} | {r['ratio']:.2f} | "
+                              f"{r['isthmus_net_s']:.3f} | {r['pyarrow_net_s']:.3f} | {r['ratio_net']:.2f} |")
+    if res["rss"]:
+        rss = res["rss"]
+        md += ["", "## Host memory", "",
+               f"W1, {rss['workers']} workers, {rss['batch_rows']}-row batches; the host process only (its Python workers "
+               "not included), from /proc every 10 ms: VmHWM is the kernel's peak resident set; RssAnon is memory the "
+               "host allocated, RssFile the pages of files it maps (the input). Goal: 10× rows ≤ 1.1× memory.", "",
+               "| rows | VmHWM MiB | peak RssAnon MiB | peak RssFile MiB | process wall s |", "| ---: | ---: | ---: | ---: | ---: |"]
+        for r in rss["runs"]:
+            if "error" in r:
+                md.append(f"| {r['rows']:,} | failed: {r['error']} | | | |")
+            else:
+                md.append(f"| {r['rows']:,} | {mib(r['vm_hwm_kb'])} | {mib(r['rss_anon_peak_kb'])} | "
+                          f"{mib(r['rss_file_peak_kb'])} | {r['process_wall_s']:.2f} |")
+        if "ratio_vm_hwm" in rss or "ratio_rss_anon_peak" in rss:
+            md += ["", f"10× rows ÷ 1× rows: VmHWM {rss.get('ratio_vm_hwm', float('nan')):.2f}, "
+                       f"RssAnon {rss.get('ratio_rss_anon_peak', float('nan')):.2f}."]
+    md += ["", "Anchors: " + ", ".join(f"{k}: {v}" for k, v in res["anchors"].items()) + "."]
+    return "\n".join(md) + "\n"
+
+
+def no_nan(value: Any) -> Any:
+    """JSON has no NaN: a figure that could not be measured is null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [no_nan(v) for v in value]
+    return value
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def plot(res: dict, path: Path) -> str:
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        rows = [r for r in results["throughput"] if "error" not in r]
-        fig, ax = plt.subplots(figsize=(9, 4))
-        labels = [f"{r['workload']}\n{r['batch_rows']}/{r['workers']}w" for r in rows]
-        ax.bar(range(len(rows)), [r["ratio"] for r in rows])
-        ax.axhline(1.0, color="gray", linestyle="--")
-        ax.set_xticks(range(len(rows)), labels, fontsize=6)
-        ax.set_ylabel("ratio to in-process ceiling")
-        fig.tight_layout()
-        fig.savefig(out / "latest.png", dpi=120)
     except ImportError:
-        print("matplotlib not installed: no plot (make bench installs it)", file=sys.stderr)
+        return "matplotlib not installed: no plot (make bench installs it)"
+    rows = [r for r in res["throughput"] if "error" not in r]
+    lat = res.get("latency") or {}
+    lat_keys = [k for k in ("isthmus_submit", "pure_python_host", "raw_pyzmq_round_trip") if "p50_us" in lat.get(k, {})]
+    if not rows and not lat_keys:
+        return "nothing to plot"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    ax = axes[0]
+    colors = {1: "#4c72b0", 2: "#dd8452", 4: "#55a868", 8: "#c44e52"}
+    ax.bar(range(len(rows)), [r["ratio"] for r in rows], color=[colors.get(r["workers"], "#8172b3") for r in rows])
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(rows)), [f"{r['workload']}\n{r['batch_rows']}\n{r['workers']}w" for r in rows], fontsize=7)
+    ax.set_ylabel("steady rows/s ÷ in-process ceiling")
+    ax.set_title("Throughput (workload, batch rows, workers)")
+    ax = axes[1]
+    x = np.arange(len(lat_keys))
+    ax.bar(x - 0.2, [lat[k]["p50_us"] for k in lat_keys], 0.4, label="p50")
+    ax.bar(x + 0.2, [lat[k]["p99_us"] for k in lat_keys], 0.4, label="p99")
+    ax.set_xticks(x, [{"isthmus_submit": "Isthmus", "pure_python_host": "Python host",
+                       "raw_pyzmq_round_trip": "raw zmq"}[k] for k in lat_keys], fontsize=8)
+    ax.set_ylabel("µs")
+    ax.set_title("L1 one-row latency")
+    ax.legend()
+    fig.suptitle(f"Isthmus bench {res['date']}{' (quick)' if res['quick'] else ''}: {res['machine']['cpu']}, "
+                 f"{res['machine']['cores']} cores", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return f"plot: {rel(path)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Isthmus benchmarks (see bench/README.md).")
+    ap.add_argument("--quick", action="store_true", help="10x fewer rows (L1: 2,000 requests), one run per configuration")
+    ap.add_argument("--only", default="W1,W2,W3,L1,IO,RSS", help="comma-separated subset of W1,W2,W3,L1,IO,RSS")
+    ap.add_argument("--repeats", type=int, help="runs per throughput configuration, best kept (default 3, --quick 1)")
+    args = ap.parse_args(argv)
+    only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
+    known = {w.name for w in workloads.THROUGHPUT} | {"L1", "IO", "RSS"}
+    if not only <= known:
+        ap.error(f"--only: expected names among {','.join(sorted(known))} but found {','.join(sorted(only - known))}")
+    if not os.access(BIN, os.X_OK):
+        ap.error(f"expected the isthmus binary at {clean(BIN)} (set ISTHMUS_BIN; build with swift build -c release)")
+    scale = 10 if args.quick else 1
+    repeats = args.repeats or (1 if args.quick else 3)
+    started = time.perf_counter()
+    res: dict[str, Any] = {"version": 1, "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
+                           "repeats": repeats, "machine": machine(), "throughput": [], "checks": [], "latency": {},
+                           "io": {}, "rss": {}, "anchors": anchors()}
+    cores = res["machine"]["usable_cores"] or 1
+    throughput([w for w in workloads.THROUGHPUT if w.name in only], scale, repeats, cores, res)
+    if "L1" in only:
+        res["latency"] = latency(workloads.L1_REQUESTS // (5 if args.quick else 1))
+    if "IO" in only:
+        res["io"] = arrow_io(scale)
+    if "RSS" in only:
+        res["rss"] = host_memory(scale)
+    res["driver_seconds"] = time.perf_counter() - started
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    md = markdown(res)
+    atomic_write(out / "latest.json", (json.dumps(no_nan(res), indent=2, allow_nan=False) + "\n").encode())
+    atomic_write(out / "latest.md", md.encode())
+    log(plot(res, out / "latest.png"))
+    failed = sum("error" in r for r in res["throughput"]) + sum(not c["ok"] for c in res["checks"])
+    if failed:
+        log(f"{failed} configuration(s) or value check(s) failed: see the tables")
+    log(f"bench: {res['driver_seconds']:.0f} s; results in bench/results/latest.md, latest.json")
+    print(md, end="")
+    return 0
 
 
 if __name__ == "__main__":

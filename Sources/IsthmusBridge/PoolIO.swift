@@ -24,6 +24,8 @@ final class PoolIO: @unchecked Sendable {
         var lastHeartbeatSent = 0.0
         var lastResultAt = 0.0
         var inFlight: [PendingBatch] = []
+        /// Whether the worker answered CLOSE with BYE.
+        var saidBye = false
         /// Restarts since this slot last finished a batch (bounds restart storms).
         var restartsWithoutProgress = 0
         init(index: Int) { self.index = index }
@@ -213,9 +215,14 @@ final class PoolIO: @unchecked Sendable {
         for slot in slots where slot.identity != nil && (slot.process == nil || slot.process?.isRunning == true) {
             send(to: slot, [Envelope(kind: .close).encoded], payload: [], json: ControlDocuments.encode(ControlDocuments.Close(reason: "run finished")))
         }
+        // Wait for local processes to exit and remote workers to say BYE (their CLOSE must be
+        // delivered before the socket closes: the socket has no linger).
         let deadline = now() + 2
-        while now() < deadline && slots.contains(where: { $0.process?.isRunning == true }) {
-            usleep(5_000)
+        while now() < deadline && slots.contains(where: { $0.process?.isRunning == true || ($0.process == nil && $0.identity != nil && !$0.saidBye) }) {
+            var poller = Poller()
+            poller.add(router)
+            _ = try? poller.poll(timeoutMilliseconds: 5)
+            receiveAll()
         }
         for slot in slots where slot.process?.isRunning == true { slot.process?.kill(reason: "did not exit after CLOSE") }
         router.close()
@@ -282,7 +289,8 @@ final class PoolIO: @unchecked Sendable {
         case .ready: handleReady(s, frames)
         case .result: handleResult(s, envelope, frames)
         case .error: handleError(s, envelope, frames)
-        default: break  // HEARTBEAT and BYE only prove the worker is alive
+        case .bye: s.saidBye = true
+        default: break  // HEARTBEAT only proves the worker is alive
         }
     }
 
@@ -312,6 +320,7 @@ final class PoolIO: @unchecked Sendable {
             return
         }
         s.identity = identity
+        s.saidBye = false
         s.phase = .opening
         s.lastHeard = now()
         if remote { configuration.log("isthmus: worker \(s.index) joined from pid \(hello.pid) (\(who))") }
