@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates the golden vectors in bridge-protocol/vectors/ (protocol 1.0).
+"""Generates the golden vectors in bridge-protocol/vectors/ (protocol 1.1).
 
 Deterministic: every pid, token, version string and value is fixed, so running
 it twice gives the same files. Arrow IPC frames are written by pyarrow.
@@ -37,7 +37,7 @@ def env(kind: P.Kind, *, stage: int = P.NO_STAGE, attempt: int = 0, sequence: in
     return P.Envelope(kind, stage, attempt, sequence, flags).encode()
 
 
-def raw_env(magic: bytes = b"ISTH", major: int = 1, minor: int = 0, kind: int = 7, flags: int = 0,
+def raw_env(magic: bytes = b"ISTH", major: int = 1, minor: int = 1, kind: int = 7, flags: int = 0,
             stage: int = P.NO_STAGE, reserved: int = 0, attempt: int = 0, sequence: int = 0) -> bytes:
     return struct.pack("<4sBBBBHHIQ", magic, major, minor, kind, flags, stage, reserved, attempt, sequence)
 
@@ -133,14 +133,14 @@ def build() -> dict[str, dict[str, Any]]:
 
     # HELLO
     hello = {
-        "protocol": "1.0",
+        "protocol": "1.1",
         "helper": "0.1.0",
         "pid": PID,
         "slot": 0,
         "token": TOKEN,
         "python": "3.11.7",
         "pyarrow": "15.0.2",
-        "capabilities": ["arrow", "pandas", "numpy", "generator", "class"],
+        "capabilities": ["arrow", "pandas", "numpy", "generator", "class", "shm"],
     }
     frames = [env(P.Kind.HELLO), P.dumps_json(hello)]
     out["hello"] = vector("hello", "Worker greeting right after connect: versions, pid, slot, per-run token, capabilities.", "worker", frames, json=hello)
@@ -307,6 +307,40 @@ def build() -> dict[str, dict[str, Any]]:
     frames = [env(P.Kind.BYE)]
     out["bye"] = vector("bye", "Worker acknowledges CLOSE; the envelope alone.", "worker", frames)
 
+    # -- the shared-memory data plane (1.1, PROTOCOL.md section 17) ------------------------
+    arena = {"path": "/proc/4241/fd/7", "size": 268435456}
+    open_shm = {**open_doc, "shm": arena}
+    frames = [env(P.Kind.OPEN), P.dumps_json(open_shm), schema_frame]
+    out["open_shm"] = vector(
+        "open_shm",
+        "OPEN to a local worker that announced the shm capability: the arena to map (the host's memfd, opened by path) and its size.",
+        "host", frames, json=open_shm, schemas=[describe_schema(input_schema)],
+    )
+    ready_shm = {**ready, "shm": True}
+    frames = [env(P.Kind.READY), P.dumps_json(ready_shm), output_schema.serialize().to_pybytes()]
+    out["ready_shm"] = vector(
+        "ready_shm", "READY from a worker that mapped the arena: batches may now travel as regions.",
+        "worker", frames, json=ready_shm, schemas=[describe_schema(output_schema)],
+    )
+    regions = {"input_offset": 1048576, "input_length": 1208, "result_offset": 1114112, "result_capacity": 65536}
+    frames = [env(P.Kind.BATCH, stage=0, attempt=0, sequence=6, flags=P.FLAG_SHM), P.BATCH_REGIONS.pack(*regions.values())]
+    out["batch_shm"] = vector(
+        "batch_shm",
+        "Batch 6 through the arena (flag SHM, 0x04): its IPC stream is the 1208 bytes at offset 1 MiB; the worker may write its result into 64 KiB at offset 1088 KiB.",
+        "host", frames, regions=regions,
+    )
+    result_region = {"offset": 1114112, "length": 1032}
+    frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=6, flags=P.FLAG_SHM), P.RESULT_REGION.pack(*result_region.values())]
+    out["result_shm"] = vector(
+        "result_shm", "Result of batch 6 written into the offered region: 1032 bytes of Arrow IPC stream at its start.",
+        "worker", frames, regions=result_region,
+    )
+    frames = [env(P.Kind.RELEASE), P.encode_release([1048576, 2097152])]
+    out["release"] = vector(
+        "release", "The worker no longer references the input regions at 1 MiB and 2 MiB; the host may reuse them.",
+        "worker", frames, regions={"offsets": [1048576, 2097152]},
+    )
+
     # -- invalid --------------------------------------------------------------------------
     ok = raw_env(kind=7)
     out["invalid/bad_magic"] = invalid(
@@ -323,7 +357,7 @@ def build() -> dict[str, dict[str, Any]]:
         "long_envelope", "Frame 0 is 25 bytes (one trailing byte).", "host", [ok + b"\x00"], "length"
     )
     out["invalid/unknown_kind"] = invalid(
-        "unknown_kind", "Kind 10 is not defined in 1.0.", "host", [raw_env(kind=10)], "kind"
+        "unknown_kind", "Kind 11 is not defined in 1.1.", "host", [raw_env(kind=11)], "kind"
     )
     out["invalid/kind_zero"] = invalid(
         "kind_zero", "Kind 0 is not defined.", "host", [raw_env(kind=0)], "kind"
@@ -333,6 +367,10 @@ def build() -> dict[str, dict[str, Any]]:
     )
     out["invalid/missing_frame"] = invalid(
         "missing_frame", "A CLOSE without its JSON frame.", "host", [env(P.Kind.CLOSE)], "frames"
+    )
+    out["invalid/release_from_host"] = invalid(
+        "release_from_host", "A RELEASE sent by a host (only workers give regions back).", "host",
+        [env(P.Kind.RELEASE), P.encode_release([64])], "direction",
     )
     out["invalid/wrong_direction"] = invalid(
         "wrong_direction", "A BATCH sent by a worker (only hosts send BATCH).", "worker",

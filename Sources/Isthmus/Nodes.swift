@@ -335,6 +335,10 @@ final class PythonNode: Node, @unchecked Sendable {
         s.workers = options.workers
         s.rowsFailed = failedRows.value
         s.startupSeconds = readySeconds.value
+        s.shmBatches = p.shmBatches
+        s.shmResults = p.shmResults
+        s.arenaBytes = p.arenaBytes
+        s.arenaPeakBytes = p.arenaPeakBytes
         if options.targetLatency != nil { s.batchSizes = chosenSizes.value }
         return s
     }

@@ -47,6 +47,8 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var curveSecretKey: String?
     /// Allow plaintext `listen`.
     public var insecure = false
+    /// Size of the shared-memory arena local workers map (0: batches travel as frames).
+    public var sharedMemoryBytes: Int = 256 << 20
 
     /// Defaults.
     public init() {}
@@ -83,6 +85,7 @@ extension PythonStageOptions {
         config.listen = listen
         config.curveSecretKey = curveSecretKey
         config.insecure = insecure
+        config.sharedMemoryBytes = sharedMemoryBytes
         config.log = log
         return config
     }

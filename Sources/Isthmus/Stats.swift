@@ -27,6 +27,13 @@ public struct StageStats: Sendable, Codable {
     public var rowsFailed: Int?
     /// With a latency target: the batch sizes chosen over time, as [seconds since start, rows].
     public var batchSizes: [[Double]]?
+    /// Batches that went to the workers through the shared arena (the rest went as frames).
+    public var shmBatches: Int?
+    /// Results the workers wrote into the shared arena (the rest came back as frames).
+    public var shmResults: Int?
+    /// Size of the shared arena, and the most of it in use at once, in bytes (0: no arena).
+    public var arenaBytes: Int?
+    public var arenaPeakBytes: Int?
 }
 
 /// What a pipeline run did (`--stats FILE` writes it as JSON with `"version": 1`).

@@ -58,14 +58,14 @@ public enum BatchCodec {
 
     /// Decodes a RESULT payload: one Arrow IPC stream with zero or more batches.
     public static func decodeResult(_ frames: [Message]) throws -> [RecordBatch] {
-        let stream: Buffer
-        if frames.count == 1 {
-            stream = buffer(from: frames[0])
-        } else {
-            let all = BufferBuilder(capacity: frames.reduce(0) { $0 + $1.count })
-            for f in frames { all.append(f.bytes) }
-            stream = all.finish()
-        }
+        if frames.count == 1 { return try decodeResult(buffer(from: frames[0])) }
+        let all = BufferBuilder(capacity: frames.reduce(0) { $0 + $1.count })
+        for f in frames { all.append(f.bytes) }
+        return try decodeResult(all.finish())
+    }
+
+    /// Decodes one Arrow IPC stream in place (a joined payload, or a region of the arena).
+    public static func decodeResult(_ stream: Buffer) throws -> [RecordBatch] {
         let reader = try IPCStreamReader(buffer: stream)
         var batches: [RecordBatch] = []
         while let b = try reader.next() { batches.append(b) }

@@ -34,6 +34,15 @@ public enum ControlDocuments {
         public var missedHeartbeats: Int
         public var slot: Int
         public var workers: Int
+        /// The shared arena this worker may map (1.1, §17); only offered to local workers that
+        /// announced the `shm` capability.
+        public var shm: ShmOffer?
+    }
+
+    /// OPEN `shm`: where the arena is and how big it is.
+    public struct ShmOffer: Codable, Sendable, Equatable {
+        public var path: String
+        public var size: Int
     }
 
     /// One stage of READY.
@@ -47,6 +56,10 @@ public enum ControlDocuments {
     /// READY, worker → host.
     public struct Ready: Codable, Sendable {
         public var stages: [ReadyStage]
+        /// Whether the worker mapped the arena OPEN offered (absent: no).
+        public var shm: Bool?
+        /// Why it could not, when it could not.
+        public var shmError: String?
     }
 
     /// ERROR, worker → host.
@@ -90,7 +103,7 @@ public enum ControlDocuments {
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
     }
 

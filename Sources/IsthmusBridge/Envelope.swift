@@ -1,4 +1,4 @@
-/// Message kinds of protocol 1.0 (bridge-protocol/PROTOCOL.md).
+/// Message kinds of protocol 1.1 (bridge-protocol/PROTOCOL.md).
 public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -11,9 +11,11 @@ public struct MessageKind: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let heartbeat = MessageKind(rawValue: 7)
     public static let close = MessageKind(rawValue: 8)
     public static let bye = MessageKind(rawValue: 9)
-    static let names = [1: "HELLO", 2: "OPEN", 3: "READY", 4: "BATCH", 5: "RESULT", 6: "ERROR", 7: "HEARTBEAT", 8: "CLOSE", 9: "BYE"]
-    /// Whether 1.0 defines this kind.
-    public var isKnown: Bool { (1...9).contains(rawValue) }
+    /// Worker → host (1.1, shared-memory data plane): arena regions the worker no longer uses.
+    public static let release = MessageKind(rawValue: 10)
+    static let names = [1: "HELLO", 2: "OPEN", 3: "READY", 4: "BATCH", 5: "RESULT", 6: "ERROR", 7: "HEARTBEAT", 8: "CLOSE", 9: "BYE", 10: "RELEASE"]
+    /// Whether 1.1 defines this kind.
+    public var isKnown: Bool { (1...10).contains(rawValue) }
     public var description: String { MessageKind.names[Int(rawValue)] ?? "kind \(rawValue)" }
 }
 
@@ -30,9 +32,12 @@ public struct Envelope: Hashable, Sendable {
     /// Protocol major version spoken here.
     public static let major: UInt8 = 1
     /// Protocol minor version spoken here.
-    public static let minor: UInt8 = 0
+    public static let minor: UInt8 = 1
     /// RESULT flag: frame 1 is a JSON list of failed rows, the payload starts at frame 2.
     public static let rowErrorsFlag: UInt8 = 0x02
+    /// BATCH and RESULT flag (1.1): the payload is a region of the shared arena, described by
+    /// a descriptor frame, instead of Arrow IPC frames (PROTOCOL.md §17).
+    public static let shmFlag: UInt8 = 0x04
     /// Stage value meaning "no stage".
     public static let noStage: UInt16 = 0xFFFF
 
@@ -80,7 +85,7 @@ public struct Envelope: Hashable, Sendable {
         let reserved = UInt16(bytes[10]) | UInt16(bytes[11]) << 8
         guard reserved == 0 else { throw ProtocolViolation("expected reserved bytes 10-11 to be 0 but found \(reserved)") }
         let kind = MessageKind(rawValue: bytes[6])
-        guard kind.isKnown else { throw ProtocolViolation("expected a message kind 1-9 but found \(bytes[6])") }
+        guard kind.isKnown else { throw ProtocolViolation("expected a message kind 1-10 but found \(bytes[6])") }
         var e = Envelope(kind: kind,
                          stage: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self).littleEndian,
                          attempt: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian,

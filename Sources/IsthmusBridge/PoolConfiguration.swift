@@ -41,6 +41,12 @@ public struct PoolConfiguration: Sendable {
     public var curveSecretKey: String?
     /// Allow `listen` without CurveZMQ (plaintext, any peer may join).
     public var insecure = false
+    /// Size of the shared arena local workers map (PROTOCOL.md §17); 0 sends every batch as
+    /// frames over ZeroMQ. The arena is sparse: memory is used only for regions in use.
+    public var sharedMemoryBytes: Int = 256 << 20
+    /// Batches whose IPC stream is smaller than this travel as frames even with an arena: for
+    /// small batches the copy through the socket costs less than the region bookkeeping.
+    public var sharedMemoryThreshold: Int = 32 << 10
     /// Where worker output lines and supervisor notes go.
     public var log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -76,6 +82,14 @@ public struct PoolStats: Sendable, Codable {
     public var workersAlive = 0
     /// Batches sent but not yet answered.
     public var inFlight = 0
+    /// Batches sent through the shared arena (the rest went as frames).
+    public var shmBatches = 0
+    /// Results the workers wrote into the shared arena (the rest came as frames).
+    public var shmResults = 0
+    /// Size of the shared arena in bytes (0: none).
+    public var arenaBytes = 0
+    /// Most bytes of the arena in use at once.
+    public var arenaPeakBytes = 0
     /// All zero.
     public init() {}
 }

@@ -28,6 +28,10 @@ final class PoolIO: @unchecked Sendable {
         var saidBye = false
         /// Restarts since this slot last finished a batch (bounds restart storms).
         var restartsWithoutProgress = 0
+        /// Whether this worker mapped the shared arena (READY said so).
+        var shm = false
+        /// Input regions lent to this worker and not yet given back with RELEASE, by offset.
+        var held: [Int: ArenaLease] = [:]
         init(index: Int) { self.index = index }
     }
 
@@ -43,6 +47,10 @@ final class PoolIO: @unchecked Sendable {
     /// Whether workers join over tcp:// instead of being launched here.
     var remote: Bool { configuration.listen != nil }
     let token: String
+    /// The shared arena, for local workers that can map it (PROTOCOL.md §17).
+    let arena: SharedArena?
+    /// Result bytes per input byte seen lately: sizes the result regions offered with BATCH.
+    var resultRatio = 1.0
     var slots: [Slot] = []
     var queue: [PendingBatch] = []       // waiting to be sent, sorted by sequence
     var declaredOutputSchema: Schema?
@@ -51,8 +59,10 @@ final class PoolIO: @unchecked Sendable {
     private var readySignalled = false
     private var stopping = false
 
-    init(configuration: PoolConfiguration, shared: PoolShared, wakeFD: Int32, wakeWrite: Int32, schemaMessage: Buffer) throws {
+    init(configuration: PoolConfiguration, shared: PoolShared, wakeFD: Int32, wakeWrite: Int32, schemaMessage: Buffer,
+         arena: SharedArena? = nil) throws {
         self.configuration = configuration
+        self.arena = arena
         self.shared = shared
         self.wakeFD = wakeFD
         self.wakeWrite = wakeWrite
@@ -88,6 +98,7 @@ final class PoolIO: @unchecked Sendable {
             throw BridgeError(.startup, "cannot open the worker socket\(configuration.listen.map { " at \($0)" } ?? ""): \(error)")
         }
         token = RunDirectory.randomToken()
+        if let arena { shared.locked { shared.stats.arenaBytes = arena.size } }
     }
 
     /// Launches every worker (before the I/O thread starts).
@@ -290,6 +301,7 @@ final class PoolIO: @unchecked Sendable {
         case .result: handleResult(s, envelope, frames)
         case .error: handleError(s, envelope, frames)
         case .bye: s.saidBye = true
+        case .release: handleRelease(s, frames)
         default: break  // HEARTBEAT only proves the worker is alive
         }
     }
@@ -324,8 +336,11 @@ final class PoolIO: @unchecked Sendable {
         s.phase = .opening
         s.lastHeard = now()
         if remote { configuration.log("isthmus: worker \(s.index) joined from pid \(hello.pid) (\(who))") }
-        let open = ControlDocuments.Open(stages: configuration.stages, heartbeatMs: Int(configuration.heartbeatInterval * 1000),
+        var open = ControlDocuments.Open(stages: configuration.stages, heartbeatMs: Int(configuration.heartbeatInterval * 1000),
                                          missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
+        if let arena, !remote, hello.capabilities?.contains("shm") == true {
+            open.shm = ControlDocuments.ShmOffer(path: arena.path, size: arena.size)
+        }
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
 
@@ -347,6 +362,10 @@ final class PoolIO: @unchecked Sendable {
             }
         }
         if ready.stages.last?.hasSchema == true { declaredOutputSchema = last }
+        s.shm = ready.shm == true && arena != nil && !remote
+        if let error = ready.shmError, arena != nil {
+            configuration.log("isthmus: worker \(s.index) cannot map the shared arena (\(error)); its batches travel as frames over ZeroMQ")
+        }
         s.phase = .ready
         shared.locked { shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count }
     }
@@ -371,14 +390,38 @@ final class PoolIO: @unchecked Sendable {
             failures = doc.failed
             payloadStart = 3
         }
-        let bytes = frames.dropFirst(payloadStart).reduce(0) { $0 + $1.count }
+        // The payload: a region of the arena the host offered with the BATCH, or frames.
+        var inArena: (lease: ArenaLease, length: Int)?
+        if envelope.flags & Envelope.shmFlag != 0 {
+            guard frames.count == payloadStart + 1, let offered = batch.offered, let lease = batch.resultRegion else {
+                workerFault(s, "sent a RESULT with the SHM flag for batch \(batch.sequence), which was not given a result region")
+                return
+            }
+            do {
+                let d = try RegionDescriptors.Result.decode(frames[payloadStart].bytes, offered: offered)
+                inArena = (lease, d.length)
+            } catch {
+                workerFault(s, "sent a RESULT for batch \(batch.sequence) with a bad region descriptor: \(error.message)")
+                return
+            }
+        }
+        let bytes = inArena?.length ?? frames.dropFirst(payloadStart).reduce(0) { $0 + $1.count }
         if bytes > configuration.maxResultBytes {
             fail(BridgeError(.schemaMismatch, "stage \(configuration.stageNames) batch \(batch.sequence) rows \(rowRange(batch)): expected a result of at most \(configuration.maxResultBytes) bytes (--max-result-bytes) but found \(bytes) bytes"))
             return
         }
+        if batch.payloadBytes > 0 {
+            // Follow the result size closely upwards and slowly downwards.
+            resultRatio = Swift.max(Double(bytes) / Double(batch.payloadBytes), resultRatio * 0.95)
+        }
         let batches: [RecordBatch]
         do {
-            batches = try BatchCodec.decodeResult(Array(frames.dropFirst(payloadStart)))
+            if let (lease, length) = inArena {
+                lease.shrink(to: length)
+                batches = try BatchCodec.decodeResult(lease.buffer(count: length))
+            } else {
+                batches = try BatchCodec.decodeResult(Array(frames.dropFirst(payloadStart)))
+            }
         } catch {
             workerFault(s, "sent a RESULT for batch \(batch.sequence) that is not a valid Arrow IPC stream: \(error)")
             return
@@ -410,7 +453,24 @@ final class PoolIO: @unchecked Sendable {
             shared.stats.rowsFailed += failures.count
             shared.stats.bytesIn += bytes
             shared.stats.inFlight -= 1
+            if inArena != nil { shared.stats.shmResults += 1 }
             shared.condition.broadcast()
+        }
+    }
+
+    /// RELEASE: the worker no longer references these input regions. A region is freed once
+    /// the host is done with it too (its batch answered), whichever comes last.
+    private func handleRelease(_ s: Slot, _ frames: [Message]) {
+        let offsets: [Int]
+        do {
+            offsets = try RegionDescriptors.decodeRelease(frames[2].bytes)
+        } catch {
+            workerFault(s, "sent a malformed RELEASE: \(error.message)")
+            return
+        }
+        for offset in offsets where s.held.removeValue(forKey: offset) == nil {
+            workerFault(s, "released arena region \(offset), which it was not lent")
+            return
         }
     }
 
@@ -515,8 +575,15 @@ final class PoolIO: @unchecked Sendable {
             s.phase = .stopped
             return
         }
-        let lost = s.inFlight
+        var lost = s.inFlight
         s.inFlight.removeAll()
+        // The process is gone, and with it its mapping: everything it was lent is free again.
+        s.held.removeAll()
+        s.shm = false
+        for i in lost.indices {
+            lost[i].resultRegion = nil
+            lost[i].offered = nil
+        }
         let traceback = StartupDiagnosis.lastTraceback(tail)
         configuration.log("isthmus: worker \(s.index) (pid \(pid)) \(cause); restarting it" + (lost.isEmpty ? "" : " and resending \(lost.count) batch\(lost.count == 1 ? "" : "es")"))
         for var b in lost {
@@ -614,7 +681,7 @@ final class PoolIO: @unchecked Sendable {
     private func dispatch() {
         guard !queue.isEmpty else { return }
         var i = 0
-        var sent = 0
+        var sent = 0, shmSent = 0
         while i < queue.count {
             let b = queue[i]
             let candidates = slots.filter { $0.phase == .ready && $0.inFlight.count < configuration.credits && (b.slot == nil || b.slot == $0.index) }
@@ -627,12 +694,34 @@ final class PoolIO: @unchecked Sendable {
             let t = now()
             if batch.sentAt == 0 { batch.sentAt = t }
             batch.dispatchedAt = t
-            let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence)
-            send(to: s, [envelope.encoded], payload: batch.payload, json: nil)
+            if s.shm, let region = batch.region, let arena {
+                // Only descriptors travel: the batch is already in the arena; the worker may
+                // write its result into a second region sized from the results seen so far.
+                let wanted = Swift.min(arena.size / 8, Swift.max(64 << 10, Int(Double(batch.payloadBytes) * resultRatio * 1.25) + 4096))
+                let result = arena.lease(wanted)
+                batch.resultRegion = result
+                let offered = RegionDescriptors.Batch(inputOffset: region.offset, inputLength: batch.payloadBytes,
+                                                      resultOffset: result?.offset ?? 0, resultCapacity: result?.size ?? 0)
+                batch.offered = offered
+                s.held[region.offset] = region
+                let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag)
+                send(to: s, [envelope.encoded, offered.encoded], payload: [], json: nil)
+                shmSent += 1
+            } else {
+                let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence)
+                send(to: s, [envelope.encoded], payload: batch.payload, json: nil)
+            }
             s.inFlight.append(batch)
             sent += 1
         }
-        if sent > 0 { shared.locked { shared.stats.inFlight += sent } }
+        if sent > 0 {
+            let peak = arena?.allocator.peakUsed ?? 0
+            shared.locked {
+                shared.stats.inFlight += sent
+                shared.stats.shmBatches += shmSent
+                shared.stats.arenaPeakBytes = peak
+            }
+        }
     }
 
     private func send(to s: Slot, _ head: [[UInt8]], payload: [Buffer], json: [UInt8]?) {

@@ -13,6 +13,12 @@ struct PendingBatch: Sendable {
     var payloadBytes: Int
     /// Slot the batch must go to (hash partitioning, broadcast), or nil for any.
     var slot: Int?
+    /// The arena region holding `payload` (one IPC stream), when the batch was copied there.
+    var region: ArenaLease?
+    /// The region offered to the worker for its result, while the batch is in flight.
+    var resultRegion: ArenaLease?
+    /// What the BATCH told the worker about both regions (nil: sent as frames).
+    var offered: RegionDescriptors.Batch?
     /// The batch itself, when the caller wants it back with the result.
     var input: RecordBatch?
     var failures = 0

@@ -24,6 +24,8 @@ public final class WorkerPool: @unchecked Sendable {
     private let thread: Thread
     private let window: Int
     private let schemaMessage: Buffer
+    /// The shared arena local workers map, when the data plane is on and the system has one.
+    private let arena: SharedArena?
 
     /// Output schema the last stage declared in READY, if any.
     public let declaredOutputSchema: Schema?
@@ -40,7 +42,17 @@ public final class WorkerPool: @unchecked Sendable {
         _ = fcntl(wakeWrite, F_SETFL, O_NONBLOCK)
         window = Swift.max(2, configuration.workers * configuration.credits * 2)
         schemaMessage = BatchCodec.schemaMessage(configuration.inputSchema)
-        let io = try PoolIO(configuration: configuration, shared: shared, wakeFD: wakeRead, wakeWrite: wakeWrite, schemaMessage: schemaMessage)
+        var arena: SharedArena?
+        if configuration.sharedMemoryBytes > 0 && configuration.listen == nil {
+            do {
+                arena = try SharedArena(size: configuration.sharedMemoryBytes)
+            } catch {
+                configuration.log("isthmus: no shared-memory data plane (\(error)); batches travel as frames over ZeroMQ")
+            }
+        }
+        self.arena = arena
+        let io = try PoolIO(configuration: configuration, shared: shared, wakeFD: wakeRead, wakeWrite: wakeWrite,
+                            schemaMessage: schemaMessage, arena: arena)
         self.io = io
         thread = Thread { io.run() }
         thread.name = "isthmus-pool-io"
@@ -87,8 +99,17 @@ public final class WorkerPool: @unchecked Sendable {
         guard batch.schema == configuration.inputSchema else {
             throw BridgeError(.schemaMismatch, "expected batches with schema (\(configuration.inputSchema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", "))) but found (\(batch.schema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", ")))")
         }
-        let payload = try BatchCodec.encode(batch, schemaMessage: schemaMessage)
+        var payload = try BatchCodec.encode(batch, schemaMessage: schemaMessage)
         let bytes = payload.reduce(0) { $0 + $1.count }
+        // Into the shared arena, when there is one and room in it: one copy here instead of two
+        // kernel copies through the socket and one more in the worker. Before waiting for the
+        // window, so the copy overlaps the workers; a submitter holds at most one region waiting.
+        var region: ArenaLease?
+        if let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {
+            _ = lease.fill(with: payload)
+            payload = [lease.buffer(count: bytes)]
+            region = lease
+        }
         let sequence: UInt64 = try shared.locked {
             while shared.failure == nil && !shared.stopRequested && Int(shared.submitted - shared.consumed) >= window {
                 shared.condition.wait()
@@ -98,7 +119,7 @@ public final class WorkerPool: @unchecked Sendable {
             let s = shared.submitted
             shared.submitted += 1
             shared.inbox.append(PendingBatch(sequence: s, rowStart: rowStart, rows: batch.length, payload: payload, payloadBytes: bytes, slot: slot,
-                                              input: keepInput ? batch : nil))
+                                              region: region, input: keepInput ? batch : nil))
             shared.stats.batches += 1
             shared.stats.rowsIn += batch.length
             shared.stats.bytesOut += bytes

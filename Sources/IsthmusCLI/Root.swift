@@ -53,7 +53,7 @@ enum VersionInfo {
     /// Host version.
     static let host = "0.1.0"
     /// Wire protocol version spoken by the host.
-    static let protocolVersion = "1.0"
+    static let protocolVersion = "1.1"
     /// The `--version` text; the helper's version is added at run time by `VersionCommand`.
     static var text: String { "isthmus \(host) (protocol \(protocolVersion))" }
 }

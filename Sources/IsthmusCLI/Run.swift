@@ -71,6 +71,8 @@ struct RunCommand: ParsableCommand {
     var curveKey: String?
     @Flag(name: .long, help: "Allow --listen without CurveZMQ: plaintext, anyone who can reach the port may join.")
     var insecure = false
+    @Option(name: .long, help: "Size of the shared-memory arena local workers map to exchange batches without socket copies (sparse: only regions in use take memory); 0 sends every batch as frames over ZeroMQ.")
+    var shmArena: String = "256Mi"
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"
 
@@ -97,6 +99,10 @@ struct RunCommand: ParsableCommand {
         options.ordered = !unordered
         options.keepInput = keepInput
         options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes")
+        options.sharedMemoryBytes = shmArena == "0" ? 0 : try parseSize(shmArena, flag: "--shm-arena")
+        if options.sharedMemoryBytes > 0 && options.sharedMemoryBytes < 1 << 20 {
+            throw CLIFailure.usage("--shm-arena: expected 0 (off) or at least 1Mi but found '\(shmArena)'")
+        }
         if let workerMemoryLimit { options.workerMemoryLimit = try parseSize(workerMemoryLimit, flag: "--worker-memory-limit") }
         if let key { options.partitioning = .hash(key: key) }
         for pair in env {

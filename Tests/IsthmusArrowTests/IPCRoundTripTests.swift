@@ -48,16 +48,9 @@ struct IPCRoundTripTests {
         a.buffers.compactMap { $0 } + a.children.flatMap(buffers) + (a.dictionary.map(buffers) ?? [])
     }
 
-    /// Runs `body` until it copies no bytes (other tests run in parallel and may copy too,
-    /// so a run that saw copies is retried after a pause, for up to a few seconds).
+    /// Whether `body` copies no bytes into new buffers.
     static func copiesNothing(_ body: () throws -> Void) rethrows -> Bool {
-        for _ in 0..<500 {
-            let before = Buffer.bytesCopied
-            try body()
-            if Buffer.bytesCopied == before { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return false
+        try Buffer.copiedBytes(during: body).bytes == 0
     }
 
     @Test("reading a stream from memory copies nothing: batch buffers are slices of the input")

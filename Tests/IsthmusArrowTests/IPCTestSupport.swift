@@ -129,8 +129,8 @@ enum IPCTestSupport {
         return sink.finish()
     }
 
-    /// A buffer holding `bytes`, built without `Buffer(copying:)` so that it does not move
-    /// `Buffer.bytesCopied`, which the zero-copy tests watch while other tests run.
+    /// A buffer holding `bytes`, built without `Buffer(copying:)` so that it does not count
+    /// as a copy in the zero-copy tests.
     static func buffer(_ bytes: [UInt8]) -> Buffer {
         let b = BufferBuilder(capacity: bytes.count)
         bytes.withUnsafeBytes { b.append($0) }

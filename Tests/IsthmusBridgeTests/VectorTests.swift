@@ -59,8 +59,12 @@ struct VectorTests {
             case .ready:
                 let r = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Ready.self, $0, what: "READY") }
                 #expect(r.stages.count == ((decoded["json"] as! [String: Any])["stages"] as! [Any]).count)
+                #expect(r.shm == (decoded["json"] as! [String: Any])["shm"] as? Bool, "\(name)")
             case .open:
                 let o = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Open.self, $0, what: "OPEN") }
+                let offer = (decoded["json"] as! [String: Any])["shm"] as? [String: Any]
+                #expect(o.shm?.path == offer?["path"] as? String && o.shm?.size == offer?["size"] as? Int, "\(name)")
+                #expect(ControlDocuments.encode(o) == json, "\(name) re-encoded")
                 #expect(o.stages.first?.udf == (((decoded["json"] as! [String: Any])["stages"] as! [[String: Any]]).first?["udf"] as? String))
                 let schema = try IPCEncoder.decodeSchemaMessage(Buffer(frames[2]))
                 let expected = (decoded["schemas"] as! [[[String: Any]]])[0]
@@ -69,6 +73,23 @@ struct VectorTests {
             case .error:
                 let e = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.ErrorReport.self, $0, what: "ERROR") }
                 #expect(e.kind == (decoded["json"] as! [String: Any])["kind"] as? String)
+            case .release:
+                let offsets = try frames[1].withUnsafeBytes { try RegionDescriptors.decodeRelease($0) }
+                let want = (decoded["regions"] as! [String: Any])["offsets"] as! [Int]
+                #expect(offsets == want, "\(name)")
+                #expect(RegionDescriptors.encodeRelease(offsets) == frames[1], "\(name) re-encoded")
+            case .batch where env.flags & Envelope.shmFlag != 0:
+                let r = decoded["regions"] as! [String: Int]
+                let d = RegionDescriptors.Batch(inputOffset: r["input_offset"]!, inputLength: r["input_length"]!,
+                                                resultOffset: r["result_offset"]!, resultCapacity: r["result_capacity"]!)
+                #expect(d.encoded == frames[1], "\(name)")
+                #expect(frames.count == 2)
+            case .result where env.flags & Envelope.shmFlag != 0:
+                let r = decoded["regions"] as! [String: Int]
+                let offered = RegionDescriptors.Batch(inputOffset: 0, inputLength: 8, resultOffset: r["offset"]!, resultCapacity: r["length"]! + 64)
+                let d = try frames[1].withUnsafeBytes { try RegionDescriptors.Result.decode($0, offered: offered) }
+                #expect(d == RegionDescriptors.Result(offset: r["offset"]!, length: r["length"]!), "\(name)")
+                #expect(d.encoded == frames[1], "\(name) re-encoded")
             case .batch, .result:
                 let payload = decoded["payload"] as! [String: Any]
                 let rowErrors = env.flags & Envelope.rowErrorsFlag != 0

@@ -176,7 +176,7 @@ def test_version_mismatch_names_both_versions(tmp_path):
     err = err.decode()
     assert p.returncode == 2, err
     line = [l for l in err.splitlines() if l.startswith("error: ")][0]
-    assert "protocol 2.0" in line and "1.0" in line and "pip install" in line
+    assert "protocol 2.0" in line and "1.1" in line and "pip install" in line
 
 
 def test_garbage_from_a_worker_gets_it_replaced_then_fails_after_retries(tmp_path):

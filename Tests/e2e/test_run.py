@@ -378,8 +378,8 @@ def test_version_prints_host_protocol_and_helper():
     r = run_cli("--version")
     ok(r)
     out = r.stdout.decode()
-    assert "isthmus 0.1.0 (protocol 1.0)" in out
-    assert "helper 0.1.0 (protocol 1.0)" in out
+    assert "isthmus 0.1.0 (protocol 1.1)" in out
+    assert "helper 0.1.0 (protocol 1.1)" in out
 
 
 def test_target_latency_adapts_batch_sizes(tmp_path):

@@ -19,7 +19,7 @@ def raw(magic: bytes = b"ISTH", major: int = 1, minor: int = 0, kind: int = 4, f
 
 def test_envelope_layout_is_literal() -> None:
     env = P.encode_envelope(P.Kind.BATCH, stage=2, attempt=3, sequence=0x0102030405060708)
-    assert env == bytes.fromhex("49535448" "01" "00" "04" "00" "0200" "0000" "03000000" "0807060504030201")
+    assert env == bytes.fromhex("49535448" "01" "01" "04" "00" "0200" "0000" "03000000" "0807060504030201")
     assert len(env) == P.ENVELOPE_SIZE == 24
 
 
@@ -51,8 +51,8 @@ def test_unknown_flag_bits_and_minor_are_accepted() -> None:
         (raw()[:23], "length", "expected a 24-byte envelope in frame 0, found 23 bytes"),
         (raw() + b"\0", "length", "found 25 bytes"),
         (b"", "length", "found 0 bytes"),
-        (raw(kind=0), "kind", "expected a message kind 1..9, found 0"),
-        (raw(kind=10), "kind", "found 10"),
+        (raw(kind=0), "kind", "expected a message kind 1..10, found 0"),
+        (raw(kind=11), "kind", "found 11"),
         (raw(reserved=1), "reserved", "found 0x0001"),
     ],
 )

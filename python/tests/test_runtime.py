@@ -275,7 +275,7 @@ def test_stream_encoder_frames_decode() -> None:
 
 def test_package_exports() -> None:
     assert isthmus.__version__ == "0.1.0"
-    assert isthmus.PROTOCOL_VERSION == "1.0"
+    assert isthmus.PROTOCOL_VERSION == "1.1"
     assert issubclass(isthmus.UDFError, Exception)
 
 

@@ -36,7 +36,8 @@ def describe(schema: pa.Schema) -> list[dict[str, Any]]:
 def test_vector_set_is_complete() -> None:
     names = {os.path.basename(p)[:-5] for p in VALID}
     required = {"hello", "open", "ready", "batch", "result", "result_row_errors", "error",
-                "heartbeat_host", "heartbeat_worker", "close", "bye"}
+                "heartbeat_host", "heartbeat_worker", "close", "bye",
+                "open_shm", "ready_shm", "batch_shm", "result_shm", "release"}
     assert required <= names
     bad = {os.path.basename(p)[:-5] for p in INVALID}
     assert {"bad_magic", "unknown_major", "short_envelope", "unknown_kind", "nonzero_reserved"} <= bad
@@ -86,6 +87,22 @@ def test_valid_vector(path: str) -> None:
         assert len(frame) % 8 == 0
         schema = pa.ipc.read_schema(pa.py_buffer(frame))
         assert describe(schema) == expected
+
+    if "regions" in want:
+        regions = want["regions"]
+        if want["kind"] == "BATCH":
+            assert env.flags & P.FLAG_SHM and len(frames) == 2
+            words = P.decode_batch_regions(frames[1], arena_size=1 << 40)
+            assert words == (regions["input_offset"], regions["input_length"], regions["result_offset"], regions["result_capacity"])
+            assert P.BATCH_REGIONS.pack(*words) == frames[1]
+        elif want["kind"] == "RESULT":
+            assert env.flags & P.FLAG_SHM and len(frames) == 2
+            assert P.RESULT_REGION.unpack(frames[1]) == (regions["offset"], regions["length"])
+            assert P.RESULT_REGION.pack(regions["offset"], regions["length"]) == frames[1]
+        else:
+            assert want["kind"] == "RELEASE"
+            assert P.encode_release(regions["offsets"]) == frames[1]
+        assert "payload" not in want
 
     if "payload" in want:
         payload = want["payload"]

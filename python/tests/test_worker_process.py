@@ -186,7 +186,7 @@ def test_protocol_errors_are_answered_and_worker_keeps_running(raw_host: RawHost
     bad_env = bytearray(P.encode_envelope(P.Kind.BATCH, sequence=11))
     bad_env[6] = 42
     raw_host.send(bytes(bad_env), b"x")
-    assert "expected a message kind 1..9, found 42" in expect_protocol_error(11)
+    assert "expected a message kind 1..10, found 42" in expect_protocol_error(11)
     raw_host.send(P.encode_envelope(P.Kind.HELLO), b"{}")
     assert "found HELLO" in expect_protocol_error(0)
     wrong = pa.RecordBatch.from_pydict({"z": pa.array(["a"])})
@@ -224,7 +224,7 @@ def test_newer_host_major_exits_2_with_fix(raw_host: RawHost) -> None:
     raw_host.send(bytes(newer), b"{}", b"")
     code, err = raw_host.wait()
     assert code == 2
-    assert "the host speaks 2.1" in err and "speaks 1.0" in err
+    assert "the host speaks 2.1" in err and "speaks 1.1" in err
     assert "-m pip install --upgrade isthmus" in err
 
 
@@ -233,11 +233,11 @@ def test_hello_document(raw_host: RawHost) -> None:
     env, rest = raw_host.recv()
     hello = P.parse_hello(P.loads_json(rest[0], "HELLO"))
     assert (env.stage, env.sequence) == (P.NO_STAGE, 0)
-    assert hello.protocol == "1.0" and hello.helper == "0.1.0" and hello.token == raw_host.token
+    assert hello.protocol == "1.1" and hello.helper == "0.1.0" and hello.token == raw_host.token
     assert hello.pid == raw_host.proc.pid and hello.slot == 0  # type: ignore[union-attr]
     assert raw_host.identity == f"w0-{hello.pid}".encode()
-    assert {"arrow", "pandas", "numpy", "generator", "class", "row_errors"} <= set(hello.capabilities)
-    assert set(hello.capabilities) <= {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "lz4_frame", "zstd"}
+    assert {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "shm"} <= set(hello.capabilities)
+    assert set(hello.capabilities) <= {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "lz4_frame", "zstd", "shm"}
 
 
 def test_crash_is_reported_with_signal(write_udf) -> None:  # type: ignore[no-untyped-def]
@@ -255,7 +255,7 @@ def test_crash_is_reported_with_signal(write_udf) -> None:  # type: ignore[no-un
 
 def test_version_flag() -> None:
     r = python_cmd("--version")
-    assert r.returncode == 0 and json.loads(r.stdout) == {"helper": "0.1.0", "protocol": "1.0"}
+    assert r.returncode == 0 and json.loads(r.stdout) == {"helper": "0.1.0", "protocol": "1.1"}
 
 
 def test_list_flag(write_udf) -> None:  # type: ignore[no-untyped-def]

@@ -61,16 +61,27 @@ public struct Buffer: Sendable {
         self.count = n
     }
 
-    /// Number of bytes ever copied into new buffers by `Buffer(copying:)` in this process.
-    /// Tests use it to prove the data path does not copy column buffers.
-    public static var bytesCopied: Int { copiedCounter.load(ordering: .relaxed) }
-    static let copiedCounter = Atomic<Int>(0)
+    /// Counts the bytes `body` copies into new buffers with `Buffer(copying:)`, in this task
+    /// only (tests running in parallel do not disturb it). Tests use it to prove the data path
+    /// does not copy column buffers.
+    public static func copiedBytes<R>(during body: () throws -> R) rethrows -> (result: R, bytes: Int) {
+        let counter = CopyCounter()
+        let result = try $copyCounter.withValue(counter) { try body() }
+        return (result, counter.bytes.load(ordering: .relaxed))
+    }
+
+    @TaskLocal static var copyCounter: CopyCounter?
+
+    /// The bytes copied under one `copiedBytes(during:)`.
+    final class CopyCounter: Sendable {
+        let bytes = Atomic<Int>(0)
+    }
 
     /// A new buffer holding a copy of `bytes`.
     public init(copying bytes: UnsafeRawBufferPointer) {
         let (storage, pointer) = BufferStorage.allocate(count: bytes.count)
         if let src = bytes.baseAddress, bytes.count > 0 { pointer.copyMemory(from: src, byteCount: bytes.count) }
-        Buffer.copiedCounter.add(bytes.count, ordering: .relaxed)
+        if let counter = Buffer.copyCounter { counter.bytes.add(bytes.count, ordering: .relaxed) }
         self.init(storage: storage, offset: 0, count: bytes.count)
     }
 

@@ -11,7 +11,7 @@ little-endian envelope::
     0      4    magic     "ISTH" (49 53 54 48)
     4      1    major     1
     5      1    minor     0
-    6      1    kind      1..9
+    6      1    kind      1..10
     7      1    flags     bit 0 LAST (reserved), bit 1 ROW_ERRORS (RESULT only);
                           unknown bits are ignored
     8      2    stage     u16, 0xFFFF = no stage
@@ -37,6 +37,12 @@ __all__ = [
     "NO_STAGE",
     "FLAG_LAST",
     "FLAG_ROW_ERRORS",
+    "FLAG_SHM",
+    "BATCH_REGIONS",
+    "RESULT_REGION",
+    "ShmOffer",
+    "decode_batch_regions",
+    "encode_release",
     "ON_ERROR_VALUES",
     "MAX_ROW_FAILURES",
     "MAX_TRACEBACK_BYTES",
@@ -91,6 +97,13 @@ FLAG_LAST: Final = 0x01
 #: Flag bit 1, RESULT only: frame 1 is the failed-rows JSON document and the
 #: payload starts at frame 2 (stage option ``on_error: "skip"``).
 FLAG_ROW_ERRORS: Final = 0x02
+#: Flag bit 2 (1.1), BATCH and RESULT: the payload is a region of the shared
+#: arena, described by a fixed binary frame, instead of Arrow IPC frames.
+FLAG_SHM: Final = 0x04
+#: BATCH descriptor (SHM flag): input offset, input length, result offset, result capacity.
+BATCH_REGIONS: Final = struct.Struct("<QQQQ")
+#: RESULT descriptor (SHM flag): result offset, result length.
+RESULT_REGION: Final = struct.Struct("<QQ")
 #: Values of the ``on_error`` stage option; the first is the default.
 ON_ERROR_VALUES: Final = ("fail", "skip")
 #: At most this many failed rows are reported for one batch; beyond it the
@@ -126,13 +139,14 @@ class Kind(enum.IntEnum):
     HEARTBEAT = 7  #: both ways: liveness; the worker's carries rss and batch count
     CLOSE = 8  #: host -> worker: stop (or reject the HELLO)
     BYE = 9  #: worker -> host: acknowledges CLOSE, the worker exits
+    RELEASE = 10  #: worker -> host (1.1): input regions of the arena it no longer uses
 
 
 #: Kinds a host may send.
 HOST_KINDS: Final = frozenset({Kind.OPEN, Kind.BATCH, Kind.HEARTBEAT, Kind.CLOSE})
 #: Kinds a worker may send.
 WORKER_KINDS: Final = frozenset(
-    {Kind.HELLO, Kind.READY, Kind.RESULT, Kind.ERROR, Kind.HEARTBEAT, Kind.BYE}
+    {Kind.HELLO, Kind.READY, Kind.RESULT, Kind.ERROR, Kind.HEARTBEAT, Kind.BYE, Kind.RELEASE}
 )
 
 # (minimum, maximum or None) number of frames including the envelope, by sender.
@@ -149,6 +163,7 @@ _WORKER_FRAMES: Final = {
     Kind.ERROR: (2, 2),
     Kind.HEARTBEAT: (2, 2),
     Kind.BYE: (1, 1),
+    Kind.RELEASE: (2, 2),
 }
 
 
@@ -219,8 +234,8 @@ def decode_envelope(frame: bytes | bytearray | memoryview) -> Envelope:
         raise ProtocolError(
             f"expected reserved envelope bytes 10..11 to be 0, found 0x{reserved:04x}", "reserved"
         )
-    if not 1 <= kind <= 9:
-        raise ProtocolError(f"expected a message kind 1..9, found {kind}", "kind")
+    if not 1 <= kind <= 10:
+        raise ProtocolError(f"expected a message kind 1..10, found {kind}", "kind")
     return Envelope(Kind(kind), stage, attempt, sequence, flags, major, minor)
 
 
@@ -379,15 +394,28 @@ class Open:
     missed_heartbeats: int = 5
     slot: int = 0
     workers: int = 1
+    #: The shared arena offered to this worker (1.1): where it is and its size.
+    shm: ShmOffer | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "stages": [s.to_json() for s in self.stages],
             "heartbeat_ms": self.heartbeat_ms,
             "missed_heartbeats": self.missed_heartbeats,
             "slot": self.slot,
             "workers": self.workers,
         }
+        if self.shm is not None:
+            doc["shm"] = {"path": self.shm.path, "size": self.shm.size}
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class ShmOffer:
+    """OPEN ``shm``: a file the worker maps to exchange batches through shared memory."""
+
+    path: str
+    size: int
 
 
 def parse_open(doc: dict[str, Any]) -> Open:
@@ -417,7 +445,18 @@ def parse_open(doc: dict[str, Any]) -> Open:
         ),
         slot=_field(doc, "slot", int, what, 0),
         workers=_field(doc, "workers", int, what, 1),
+        shm=_parse_shm(doc.get("shm")),
     )
+
+
+def _parse_shm(raw: Any) -> ShmOffer | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"expected OPEN shm to be an object, found {type(raw).__name__}", "field")
+    path = _field(raw, "path", str, "OPEN shm")
+    size = _positive(_field(raw, "size", int, "OPEN shm"), "size", "OPEN shm")
+    return ShmOffer(path, size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,9 +477,17 @@ class Ready:
     """The READY document; declared schemas follow as frames 2.. in stage order."""
 
     stages: tuple[StageInfo, ...]
+    #: Answer to an OPEN that offered an arena (1.1): mapped or not, and why not.
+    shm: bool | None = None
+    shm_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"stages": [s.to_json() for s in self.stages]}
+        doc: dict[str, Any] = {"stages": [s.to_json() for s in self.stages]}
+        if self.shm is not None:
+            doc["shm"] = self.shm
+        if self.shm_error:
+            doc["shm_error"] = self.shm_error
+        return doc
 
     @property
     def schema_frames(self) -> int:
@@ -462,7 +509,36 @@ def parse_ready(doc: dict[str, Any]) -> Ready:
         if fmt not in INPUT_FORMATS:
             raise ProtocolError(f"expected {w} input to be one of {', '.join(INPUT_FORMATS)}, found {fmt!r}", "field")
         stages.append(StageInfo(_field(s, "name", str, w), kind, fmt, _field(s, "has_schema", bool, w)))
-    return Ready(tuple(stages))
+    return Ready(
+        tuple(stages),
+        _field(doc, "shm", (bool, type(None)), "READY", None),
+        _field(doc, "shm_error", (str, type(None)), "READY", None),
+    )
+
+
+def decode_batch_regions(frame: Any, arena_size: int) -> tuple[int, int, int, int]:
+    """Frame 1 of a BATCH with the SHM flag: ``(input offset, input length, result
+    offset, result capacity)``, each region checked to lie inside the arena."""
+    n = len(frame)
+    if n != BATCH_REGIONS.size:
+        raise ProtocolError(f"expected a {BATCH_REGIONS.size}-byte region descriptor in frame 1 of BATCH, found {n} bytes", "length")
+    off, length, roff, cap = BATCH_REGIONS.unpack(frame)
+    if length < 8 or off + length > arena_size:
+        raise ProtocolError(
+            f"expected the input region inside the {arena_size}-byte arena, found {length} bytes at offset {off}", "field"
+        )
+    if roff + cap > arena_size:
+        raise ProtocolError(
+            f"expected the result region inside the {arena_size}-byte arena, found {cap} bytes at offset {roff}", "field"
+        )
+    if off % 8 or roff % 8:
+        raise ProtocolError(f"expected regions aligned to 8 bytes, found offsets {off} and {roff}", "field")
+    return off, length, roff, cap
+
+
+def encode_release(offsets: list[int]) -> bytes:
+    """Frame 1 of RELEASE: the offsets of the input regions given back."""
+    return struct.pack(f"<{len(offsets)}Q", *offsets)
 
 
 @dataclass(frozen=True, slots=True)

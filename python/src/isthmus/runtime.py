@@ -8,11 +8,13 @@ it in a thread).
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,7 @@ __all__ = [
     "Stage",
     "StageFailure",
     "StreamEncoder",
+    "SharedArena",
     "read_single_batch",
     "read_stream",
     "as_aligned_buffer",
@@ -80,8 +83,7 @@ def as_aligned_buffer(frames: list[Any]) -> pa.Buffer:
     messages get their own allocation). Several frames are joined (one copy).
     """
     if len(frames) == 1:
-        f = frames[0]
-        buf = pa.py_buffer(f.buffer if isinstance(f, zmq.Frame) else f)
+        buf = _frame_buffer(frames[0])
         if buf.address & 7:
             buf = pa.py_buffer(buf.to_pybytes())
         return buf
@@ -92,6 +94,8 @@ def as_aligned_buffer(frames: list[Any]) -> pa.Buffer:
 
 
 def _frame_buffer(f: Any) -> pa.Buffer:
+    if isinstance(f, pa.Buffer):
+        return f
     return pa.py_buffer(f.buffer if isinstance(f, zmq.Frame) else f)
 
 
@@ -423,6 +427,9 @@ def capabilities() -> list[str]:
         if optional in sys.modules or importlib.util.find_spec(optional) is not None:
             caps.append(optional)
     caps += ["generator", "class", "row_errors"]
+    # The shared-memory data plane: the host's arena is opened as /proc/<pid>/fd/<fd>.
+    if sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd"):
+        caps.append("shm")
     # Arrow IPC body codecs this worker can read in BATCH payloads.
     for codec, cap in (("lz4_frame", "lz4_frame"), ("zstd", "zstd")):
         try:
@@ -470,6 +477,76 @@ def warm_up() -> None:
         pass
     batch = pa.RecordBatch.from_pydict({"x": pa.array([1.0, 2.0])})
     read_single_batch(StreamEncoder().encode(batch.schema, [batch]))
+
+
+# -- The shared-memory data plane (PROTOCOL.md section 17) --------------------------------
+
+
+class _Hold:
+    """Stands for one input region: every Arrow buffer read from the region keeps it
+    alive, and the region goes back to the host (RELEASE) when it is collected."""
+
+    __slots__ = ("__weakref__",)
+
+
+class SharedArena:
+    """The host's arena, mapped into this worker.
+
+    Input regions are read in place: the batch's buffers point into the mapping,
+    through a ``pyarrow.foreign_buffer`` whose base is a :class:`_Hold`. When the
+    last reference goes (normally as the RESULT is sent; later if the UDF kept some
+    of the input), the region's offset is queued and the worker tells the host with
+    RELEASE. A UDF may therefore keep input arrays as long as it likes: the host does
+    not reuse a region until it is released. Results are written into the region the
+    host offered, one copy, or sent as frames when they do not fit.
+    """
+
+    def __init__(self, mm: Any, size: int) -> None:
+        self._mm = mm
+        self.size = size
+        self._view = memoryview(mm)
+        self._buffer = pa.py_buffer(self._view)
+        self.address = self._buffer.address
+        self._released: collections.deque[int] = collections.deque()
+
+    @classmethod
+    def open(cls, path: str, size: int) -> SharedArena:
+        import mmap
+
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            actual = os.fstat(fd).st_size
+            if actual < size:
+                raise ValueError(f"expected an arena of {size} bytes, found a file of {actual} bytes")
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        return cls(mm, size)
+
+    def input(self, offset: int, length: int) -> pa.Buffer:
+        """The input region as a buffer whose lifetime decides when it is released."""
+        hold = _Hold()
+        weakref.finalize(hold, self._released.append, offset)
+        return pa.foreign_buffer(self.address + offset, length, base=hold)
+
+    def take_released(self) -> list[int]:
+        """Offsets released since the last call (finalizers may run on any thread)."""
+        out = []
+        while self._released:
+            out.append(self._released.popleft())
+        return out
+
+    def write_stream(self, offset: int, capacity: int, schema: pa.Schema, batches: list[pa.RecordBatch]) -> int | None:
+        """Writes one Arrow IPC stream into the region; its length, or None when it
+        does not fit (the caller sends frames instead)."""
+        sink = pa.FixedSizeBufferWriter(pa.py_buffer(self._view[offset : offset + capacity]))
+        try:
+            with pa.ipc.new_stream(sink, schema) as writer:
+                for b in batches:
+                    writer.write_batch(b)
+            return int(sink.tell())
+        except (pa.ArrowException, OSError, ValueError):
+            return None
 
 
 # -- The loop -------------------------------------------------------------------------------
@@ -521,6 +598,7 @@ class Worker:
         self._stop = threading.Event()
         self._rcvtimeo = -1
         self._linger_ms = 1000
+        self._arena: SharedArena | None = None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -531,6 +609,36 @@ class Worker:
     def _send_error(self, report: P.ErrorReport, *, stage: int = P.NO_STAGE, attempt: int = 0, sequence: int = 0) -> None:
         env = P.encode_envelope(P.Kind.ERROR, stage=stage, attempt=attempt, sequence=sequence)
         self._send([env, P.dumps_json(report.to_json())])
+
+    def _send_result(
+        self,
+        env: P.Envelope,
+        schema: pa.Schema,
+        batches: list[pa.RecordBatch],
+        region: tuple[int, int] | None,
+        failed: dict[str, Any] | None = None,
+    ) -> None:
+        """RESULT for ``env``: written into the result region the host offered when it
+        fits (SHM flag, a descriptor frame), else as Arrow IPC frames."""
+        last = len(self.stages) - 1
+        flags = P.FLAG_ROW_ERRORS if failed is not None else 0
+        head = [P.dumps_json(failed)] if failed is not None else []
+        if region is not None and self._arena is not None:
+            offset, capacity = region
+            written = self._arena.write_stream(offset, capacity, schema, batches)
+            if written is not None:
+                out = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=flags | P.FLAG_SHM)
+                self._send([out, *head, P.RESULT_REGION.pack(offset, written)])
+                return
+        out = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=flags)
+        self._send([out, *head, *self._encoder.encode(schema, batches)])
+
+    def _flush_releases(self) -> None:
+        """RELEASE for the input regions nothing references any more."""
+        if self._arena is not None:
+            offsets = self._arena.take_released()
+            if offsets:
+                self._send([P.encode_envelope(P.Kind.RELEASE), P.encode_release(offsets)])
 
     def _protocol_error(self, exc: ProtocolError, attempt: int = 0, sequence: int = 0) -> None:
         log(f"protocol error: {exc.message}")
@@ -699,7 +807,16 @@ class Worker:
                 )
             except Exception as exc:  # anything else while loading is still a setup failure
                 self._setup_failed(index, ref.name, exc_type_name(exc), f"stage {ref.name}: {exc}", format_user_traceback(exc))
-        ready = P.Ready(tuple(s.info for s in self.stages))
+        shm_ok: bool | None = None
+        shm_error: str | None = None
+        if doc.shm is not None:
+            try:
+                self._arena = SharedArena.open(doc.shm.path, doc.shm.size)
+                shm_ok = True
+            except (OSError, ValueError) as exc:
+                shm_ok, shm_error = False, f"{doc.shm.path}: {exc}"
+                log(f"cannot map the host's shared arena ({shm_error}); batches will travel as frames")
+        ready = P.Ready(tuple(s.info for s in self.stages), shm_ok, shm_error)
         out: list[Any] = [P.encode_envelope(P.Kind.READY), P.dumps_json(ready.to_json())]
         for s in self.stages:
             if s.udf.spec.schema is not None:
@@ -714,6 +831,7 @@ class Worker:
         raise _Exit(EXIT_SETUP)
 
     def _heartbeat(self) -> None:
+        self._flush_releases()
         report = P.HeartbeatReport(rss_bytes(), self.batches)
         self._send([P.encode_envelope(P.Kind.HEARTBEAT), P.dumps_json(report.to_json())])
 
@@ -735,6 +853,7 @@ class Worker:
                 kind = env.kind
                 if kind == P.Kind.BATCH:
                     self._batch(env, frames)
+                    self._flush_releases()
                 elif kind == P.Kind.HEARTBEAT:
                     self._heartbeat()
                 elif kind == P.Kind.CLOSE:
@@ -751,7 +870,18 @@ class Worker:
     def _batch(self, env: P.Envelope, frames: list[zmq.Frame]) -> None:
         if env.stage != 0:
             raise ProtocolError(f"expected BATCH for stage 0, found stage {env.stage}", "field")
-        batch = read_single_batch(frames[1:])
+        region: tuple[int, int] | None = None
+        if env.flags & P.FLAG_SHM:
+            if self._arena is None:
+                raise ProtocolError("expected BATCH payload frames (this worker mapped no arena), found the SHM flag", "field")
+            if len(frames) != 2:
+                raise ProtocolError(f"expected 2 frames in a BATCH with the SHM flag, found {len(frames)}", "frames")
+            offset, length, result_offset, capacity = P.decode_batch_regions(frames[1].buffer, self._arena.size)
+            batch = read_single_batch([self._arena.input(offset, length)])
+            if capacity:
+                region = (result_offset, capacity)
+        else:
+            batch = read_single_batch(frames[1:])
         if self.input_schema is not None and not batch.schema.equals(self.input_schema):
             raise ProtocolError(
                 f"expected the BATCH schema to be the OPEN input schema {format_schema(self.input_schema)}, "
@@ -771,13 +901,11 @@ class Worker:
                 return
             first = failure.index, failure.report
         else:
-            last = len(self.stages) - 1
-            out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
-            self._send([out_env, *self._encoder.encode(schema, batches)])
+            self._send_result(env, schema, batches, region)
             return
         # Outside the except clause, so that the UDF's exceptions during isolation
         # are not chained to this one.
-        self._batch_isolating(env, batch, *first)
+        self._batch_isolating(env, batch, region, *first)
 
     # -- on_error=skip: row isolation -----------------------------------------------------
     #
@@ -792,7 +920,9 @@ class Worker:
             batches, schema = stage.run(combine(batches, schema))
         return batches, schema
 
-    def _batch_isolating(self, env: P.Envelope, batch: pa.RecordBatch, index: int, report: P.ErrorReport) -> None:
+    def _batch_isolating(
+        self, env: P.Envelope, batch: pa.RecordBatch, region: tuple[int, int] | None, index: int, report: P.ErrorReport
+    ) -> None:
         """Answers a batch whose chain raised: RESULT with the good rows' outputs and
         the failed rows (flag ROW_ERRORS), or ERROR when isolation is impossible."""
         try:
@@ -801,16 +931,11 @@ class Worker:
         except StageFailure as fatal:
             self._send_error(fatal.report, stage=fatal.index, attempt=env.attempt, sequence=env.sequence)
             return
-        last = len(self.stages) - 1
         if not failed:  # the failure depended on the batch's composition: no row to blame
-            out_env = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence)
-            self._send([out_env, *self._encoder.encode(schema, batches)])
+            self._send_result(env, schema, batches, region)
             return
         doc = {"failed": [self._row_failure(row, r).to_json() for row, _, r in failed]}
-        out_env = P.encode_envelope(
-            P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=P.FLAG_ROW_ERRORS
-        )
-        self._send([out_env, P.dumps_json(doc), *self._encoder.encode(schema, batches)])
+        self._send_result(env, schema, batches, region, doc)
 
     def _isolate(
         self, batch: pa.RecordBatch, index: int, report: P.ErrorReport
