@@ -2,6 +2,7 @@
 #   make demo    a real mixed Swift + Python pipeline on generated data
 #   make test    every test suite (swift test, pytest, protocol vectors, end-to-end)
 #   make bench   the benchmark workloads, as ratios to baselines measured in the same run
+#   make bench-anchors  PySpark and Ray Data on the same workloads (own virtualenv, needs Java 17)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
@@ -11,13 +12,20 @@ DEBUG_BIN := .build/debug/isthmus
 RELEASE_BIN := .build/release/isthmus
 SYSTEM_PACKAGES := libzmq3-dev liblz4-dev libzstd-dev pkg-config
 PY_PACKAGES := pyarrow pyzmq numpy pandas pytest hypothesis
+ANCHORS_VENV ?= .venv-anchors
+ANCHORS_PY := $(ANCHORS_VENV)/bin/python
+# pyspark 4 asks for pandas < 3 ("does not yet fully support pandas >= 3.0.0").
+ANCHORS_BASE := pyarrow "pandas<3" numpy
+ANCHORS_SYSTEMS := pyspark "ray[data]"
+ANCHORS_FLAGS ?=
 
-.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench chaos fuzz clean
+.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench anchors-venv bench-anchors chaos fuzz clean
 
 help:
 	@echo "make demo   - run the demo pipeline (installs what it needs)"
 	@echo "make test   - run every test suite (installs what it needs)"
 	@echo "make bench  - run the benchmarks"
+	@echo "make bench-anchors - PySpark and Ray Data on the bench workloads (ANCHORS_FLAGS=--quick)"
 	@echo "make chaos  - run the long fault-injection suite"
 	@echo "make fuzz   - build the libFuzzer target and fuzz Arrow IPC decoding (FUZZ_SECONDS=300)"
 
@@ -64,6 +72,26 @@ bench: deps build-release
 	$(PY) -m pip install -q --disable-pip-version-check matplotlib
 	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py
 
+# The anchors get their own virtualenv: pyspark and ray pin versions of their own and must not
+# change what .venv (and so the tests and the workers) runs with. A system that does not install
+# (or, for pyspark, finds no java) still lets the other run: bench/anchors.py reports its cases
+# as failed with the reason, and the next make tries the install again.
+$(ANCHORS_VENV)/.installed: Makefile
+	@test -x $(ANCHORS_PY) || python3 -m venv $(ANCHORS_VENV)
+	$(ANCHORS_PY) -m pip install -q --disable-pip-version-check $(ANCHORS_BASE)
+	@ok=1; for p in $(ANCHORS_SYSTEMS); do \
+	  echo "$(ANCHORS_PY) -m pip install -q $$p"; \
+	  $(ANCHORS_PY) -m pip install -q --disable-pip-version-check "$$p" || { ok=0; \
+	    echo "warning: pip could not install $$p: its anchors will be reported as failed"; }; \
+	done; \
+	command -v java >/dev/null || echo "warning: no java on PATH: pyspark needs Java 17 or newer (apt-get install openjdk-17-jre-headless)"; \
+	if [ $$ok = 1 ]; then touch $@; fi
+
+anchors-venv: $(ANCHORS_VENV)/.installed
+
+bench-anchors: anchors-venv
+	$(ANCHORS_PY) bench/anchors.py $(ANCHORS_FLAGS)
+
 chaos: deps build
 	ISTHMUS_BIN=$(abspath $(DEBUG_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) Tests/e2e/chaos.py
 
@@ -71,4 +99,4 @@ fuzz: system-deps
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} Tests/fuzz/run.sh
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build $(VENV) $(ANCHORS_VENV)

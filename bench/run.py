@@ -3,11 +3,14 @@
     ISTHMUS_BIN=.build/release/isthmus ISTHMUS_PYTHON=.venv/bin/python .venv/bin/python bench/run.py
     ... bench/run.py --quick              # 10x fewer rows, about a minute
     ... bench/run.py --only W2,L1,IO,RSS  # a subset
+    ... bench/run.py --only ADAPT         # adaptive batch size against the fixed sizes (W2, 1 worker)
 
 Every figure is measured in this run, and throughput is reported as a ratio to a ceiling measured
 in the same run on the same data, because the machines this runs on are shared and noisy.
 A configuration that fails is reported in the tables with its error line; the driver goes on.
 Results: bench/results/latest.md, latest.json ("version": 1) and latest.png (with matplotlib).
+The PySpark and Ray Data anchors come from bench/results/anchors.json (`make bench-anchors`, its own
+virtualenv) when that file is there; latest.md compares them with this run's best Isthmus figures.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +52,14 @@ BATCH_ROWS = (1024, 8192, 65536)
 WARMUP = 500
 TMP = Path(tempfile.gettempdir())
 NOISE_S = 0.005
+ANCHORS = HERE / "results" / "anchors.json"
+#: Goals of the anchors comparison: Isthmus's best steady rows/s over the anchor's rows/s.
+ANCHOR_GOALS = {("pyspark", "pandas_udf"): 20.0, ("ray", None): 5.0}
+#: ADAPT: W2 on one worker with --target-latency, against the best fixed batch size.
+ADAPT_WORKLOAD = "W2"
+ADAPT_TARGET = "5ms"
+ADAPT_TARGET_MS = 5.0
+ADAPT_GOAL_RATIO = 0.8
 
 CEILING = r"""
 import importlib.util, json, sys, time
@@ -124,8 +136,37 @@ class Proc(NamedTuple):
 
     def error_line(self) -> str:
         lines = [l for l in self.err.splitlines() if l.strip()]
-        picked = next((l for l in lines if l.startswith("error:")), lines[-1] if lines else f"exit status {self.rc}")
+        picked = next((l for l in lines if l.startswith("error:")), None) or crash_line(self.rc, lines)
+        if picked is None:
+            picked = lines[-1] if lines else f"exit status {self.rc}"
         return clean(picked.strip())[:300]
+
+
+CRASH = re.compile(r"Fatal error|runtime failure|Program crashed")
+FRAME = re.compile(r"0x[0-9a-f]+ (?:\[\w+\] )*(.+?)(?: \+ \d+)? in isthmus at ")
+
+
+def crash_line(rc: int, lines: list[str]) -> str | None:
+    """A Swift crash as one line: what failed and the innermost functions of the crashed thread
+    (the backtrace itself, with this machine's paths, stays out of the results)."""
+    what = next((l for l in lines if CRASH.search(l)), None)
+    if what is None:
+        return None
+    frames: list[str] = []
+    crashed = next((i for i, l in enumerate(lines) if l.rstrip().endswith("crashed:")), None)
+    for l in lines[crashed + 1:] if crashed is not None else []:
+        m = FRAME.search(l)
+        if m is None:
+            if frames and not l.lstrip()[:1].isdigit():
+                break
+            continue
+        name = m.group(1).strip()
+        if "runtime failure" not in name and not name.startswith("specialized ") and name not in frames:
+            frames.append(name)
+        if len(frames) == 3:
+            break
+    status = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
+    return (f"crashed ({status}): {what.strip(' *')}" + (f" in {' <- '.join(frames)}" if frames else ""))
 
 
 def _watch_memory(pid: int, stop: threading.Event, memory: dict[str, int]) -> None:
@@ -204,13 +245,15 @@ def ceiling(udf: str, data: Path, batch_rows: int, repeats: int = 3) -> dict:
 
 
 def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, output: Path | None = None,
-                timeout: float = 900) -> dict:
+                timeout: float = 900, target_latency: str | None = None) -> dict:
+    """One `isthmus run`; with target_latency the batch size adapts, batch_rows its upper bound."""
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
         out = ["--output", str(output)] if output else ["--output", "-", "--to", "null"]
+        adapt = ["--target-latency", target_latency] if target_latency else []
         # --batch-bytes high enough that --batch-rows alone sets the batch size.
         r = run_proc([BIN, "run", "--input", rel(data), *out, "--udf", f"{UDFS}:{udf}", "--workers", str(workers),
-                      "--batch-rows", str(batch_rows), "--batch-bytes", "256Mi", "--stats", str(stats),
+                      "--batch-rows", str(batch_rows), "--batch-bytes", "256Mi", *adapt, "--stats", str(stats),
                       "--python", PY, "--no-progress"], timeout=timeout, watch_memory=True)
         if r.rc != 0:
             raise Failed(r.error_line())
@@ -223,14 +266,17 @@ def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, 
     return {"rows_per_s": rows / steady if steady > 0 else float("nan"), "rows_per_s_process": rows / r.wall,
             "process_wall_s": r.wall, "host_wall_s": s["wall_seconds"], "startup_s": startup,
             "batches": s.get("batches_out"), "latency_ms": py.get("latency_ms") or {},
+            **({"batch_sizes": py.get("batch_sizes") or []} if target_latency else {}),
             "host_vm_hwm_kb": r.memory.get("vm_hwm_kb"), "host_rss_anon_peak_kb": r.memory.get("rss_anon_peak_kb"),
             "host_rss_file_peak_kb": r.memory.get("rss_file_peak_kb")}
 
 
-def best_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, repeats: int) -> dict:
-    runs = [isthmus_run(udf, data, workers, batch_rows, rows) for _ in range(repeats)]
+def best_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, repeats: int,
+             target_latency: str | None = None) -> dict:
+    runs = [isthmus_run(udf, data, workers, batch_rows, rows, target_latency=target_latency) for _ in range(repeats)]
     best = dict(max(runs, key=lambda x: x["rows_per_s"]))
     best["all_rows_per_s"] = [x["rows_per_s"] for x in runs]
+    best["all_p99_ms"] = [x["latency_ms"].get("p99") for x in runs]
     return best
 
 
@@ -312,6 +358,87 @@ def fmt_row(r: dict) -> str:
     return (f"{head}: {r['rows_per_s'] / 1e6:8.2f} M rows/s steady, {r['rows_per_s_process'] / 1e6:6.2f} process "
             f"(ceiling {r['ceiling_rows_per_s'] / 1e6:8.2f}; ratio {r['ratio']:.2f}, {r['ratio_process']:.2f}; "
             f"wall {r['process_wall_s']:.2f} s, startup {r['startup_s']:.2f} s)")
+
+
+# -- adaptive batch size -----------------------------------------------------------------------
+
+def adaptive(scale: int, repeats: int, results: dict) -> dict:
+    """ADAPT: W2 on one worker with --target-latency (the batch size adapts, up to the largest fixed
+    size), against the best fixed batch size on one worker: taken from this run's W2 rows, or
+    measured here when W2 did not run."""
+    w = next(x for x in workloads.THROUGHPUT if x.name == ADAPT_WORKLOAD)
+    rows = w.rows // scale
+    data = w.make(rows)
+    res: dict[str, Any] = {"workload": w.name, "rows": rows, "workers": 1, "target_latency": ADAPT_TARGET,
+                           "max_batch_rows": max(BATCH_ROWS), "repeats": repeats, "goal_ratio": ADAPT_GOAL_RATIO,
+                           "goal_p99_ms": ADAPT_TARGET_MS}
+    fixed = [{"batch_rows": r["batch_rows"], "rows_per_s": r["rows_per_s"], "latency_ms": r["latency_ms"],
+              "all_rows_per_s": r.get("all_rows_per_s")}
+             for r in results["throughput"] if r["workload"] == w.name and r["workers"] == 1 and "error" not in r]
+    res["fixed_source"] = f"this run's {w.name} rows" if fixed else "measured for ADAPT"
+    if not fixed:
+        for batch_rows in BATCH_ROWS:
+            try:
+                r = best_run(w.udf, data, 1, batch_rows, rows, repeats)
+                fixed.append({"batch_rows": batch_rows, "rows_per_s": r["rows_per_s"], "latency_ms": r["latency_ms"],
+                              "all_rows_per_s": r["all_rows_per_s"]})
+            except Exception as e:  # noqa: BLE001
+                fixed.append({"batch_rows": batch_rows, "error": clean(str(e))[:300]})
+            f = fixed[-1]
+            log(f"ADAPT fixed {batch_rows}: "
+                + (f"FAILED {f['error']}" if "error" in f else f"{f['rows_per_s'] / 1e6:.2f} M rows/s"))
+    res["fixed"] = fixed
+    try:
+        a = best_run(w.udf, data, 1, max(BATCH_ROWS), rows, repeats, target_latency=ADAPT_TARGET)
+    except Exception as e:  # noqa: BLE001
+        res["error"] = clean(str(e))[:300]
+        log(f"ADAPT: FAILED {res['error']}")
+        return res
+    sizes = [[float(t), int(n)] for t, n in a.get("batch_sizes") or []]
+    res.update({"rows_per_s": a["rows_per_s"], "all_rows_per_s": a["all_rows_per_s"], "startup_s": a["startup_s"],
+                "host_wall_s": a["host_wall_s"], "batches": a["batches"], "latency_ms": a["latency_ms"],
+                "p99_ms": a["latency_ms"].get("p99"), "all_p99_ms": a["all_p99_ms"], "batch_sizes": sizes, "sizes_summary": size_summary(sizes)})
+    ok = [f for f in fixed if "error" not in f]
+    if ok:
+        best = max(ok, key=lambda f: f["rows_per_s"])
+        res["best_fixed_batch_rows"] = best["batch_rows"]
+        res["best_fixed_rows_per_s"] = best["rows_per_s"]
+        res["ratio"] = a["rows_per_s"] / best["rows_per_s"]
+    log(f"ADAPT: {a['rows_per_s'] / 1e6:.2f} M rows/s adaptive, best fixed "
+        f"{mrows(res.get('best_fixed_rows_per_s', float('nan')))} at {res.get('best_fixed_batch_rows')} rows; "
+        f"ratio {res.get('ratio', float('nan')):.2f}; p99 {res['p99_ms']} ms; sizes {res['sizes_summary']}")
+    return res
+
+
+def size_summary(sizes: list[list[float]]) -> dict:
+    """The batch sizes the controller chose, each [seconds since start, rows]: their range, the
+    last one, and the median weighted by how long each size was in force."""
+    if not sizes:
+        return {}
+    ns = [n for _, n in sizes]
+    spans = [(sizes[i + 1][0] - sizes[i][0] if i + 1 < len(sizes) else 0.0, sizes[i][1]) for i in range(len(sizes))]
+    total = sum(d for d, _ in spans)
+    median = None
+    if total > 0:
+        acc = 0.0
+        for d, n in sorted(spans, key=lambda x: x[1]):
+            acc += d
+            if acc >= total / 2:
+                median = n
+                break
+    return {"changes": len(sizes), "min": min(ns), "max": max(ns), "first": ns[0], "last": ns[-1],
+            "time_weighted_median": median}
+
+
+def trajectory(sizes: list[list[float]], points: int = 12) -> str:
+    """At most `points` of the chosen sizes, evenly spread, the first and the last included."""
+    if not sizes:
+        return "none recorded"
+    if len(sizes) <= points:
+        picked = sizes
+    else:
+        picked = [sizes[round(i * (len(sizes) - 1) / (points - 1))] for i in range(points)]
+    return " → ".join(f"{n:,} ({t:.3f} s)" for t, n in picked)
 
 
 # -- latency -----------------------------------------------------------------------------------
@@ -474,13 +601,59 @@ def machine() -> dict:
             "python": py, "pyarrow": pyarrow, "numpy": numpy, "pyzmq": pyzmq, "os": platform.system()}
 
 
-def anchors() -> dict:
-    r = run_proc([PY, "-c", "import importlib.util, json; "
-                  "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in ('pyspark', 'ray')}))"], timeout=60)
-    if r.rc != 0:
-        return {m: f"unknown ({r.error_line()})" for m in ("pyspark", "ray")}
-    found = last_json(r.out)
-    return {m: ("installed, not run by this driver" if found.get(m) else "not installed") for m in ("pyspark", "ray")}
+def load_anchors(this_machine: dict, date: str) -> dict:
+    """bench/results/anchors.json (written by bench/anchors.py, `make bench-anchors`) when present,
+    with whether it was measured on this machine (same CPU model and core count) and on this day."""
+    if not ANCHORS.exists():
+        return {"missing": f"{rel(ANCHORS)} not found: run make bench-anchors (PySpark and Ray Data in .venv-anchors)"}
+    try:
+        a = json.loads(ANCHORS.read_text())
+        m = a.get("machine") or {}
+        return {"file": rel(ANCHORS), "date": a["date"], "quick": bool(a.get("quick")), "machine": m,
+                "settings": a.get("settings") or {}, "status": a.get("status") or {}, "results": a["results"],
+                "same_machine": m.get("cpu") == this_machine["cpu"] and m.get("cores") == this_machine["cores"],
+                "same_day": str(a["date"])[:10] == date[:10]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return {"error": f"cannot read {rel(ANCHORS)}: {clean(str(e))[:200]}"}
+
+
+def compare_anchors(res: dict) -> list[dict]:
+    """Per throughput workload of this run: Isthmus's best steady rows/s against each anchor of that
+    workload in anchors.json, and the goals."""
+    a = res["anchors"]
+    if "results" not in a:
+        return []
+    out = []
+    for w in workloads.THROUGHPUT:
+        ours = [r for r in res["throughput"] if r["workload"] == w.name and "error" not in r]
+        theirs = [r for r in a["results"] if r.get("workload") == w.name]
+        if not ours:
+            continue
+        best = max(ours, key=lambda r: r["rows_per_s"])
+        row: dict[str, Any] = {"workload": w.name, "rows": best["rows"], "isthmus_rows_per_s": best["rows_per_s"],
+                               "isthmus_config": f"{best['rows']:,} rows, {best['batch_rows']}-row batches, {best['workers']} "
+                                                 f"worker{'s' if best['workers'] != 1 else ''}",
+                               "anchors": []}
+        for r in theirs:
+            x = {k: r.get(k) for k in ("system", "method", "rows", "rows_per_s", "error") if r.get(k) is not None}
+            if r.get("rows_per_s"):
+                x["ratio"] = row["isthmus_rows_per_s"] / r["rows_per_s"]
+            row["anchors"].append(x)
+        goals = {}
+        for (system, method), goal in ANCHOR_GOALS.items():
+            # A system's goal with no method named holds against its fastest method.
+            cands = [x for x in row["anchors"] if x.get("system") == system and (method is None or x.get("method") == method)
+                     and "ratio" in x]
+            key = f"{system}{'_' + method if method else ''}"
+            if cands:
+                worst = min(cands, key=lambda x: x["ratio"])
+                goals[key] = {"goal": goal, "ratio": worst["ratio"], "against": worst["method"],
+                              "met": worst["ratio"] >= goal}
+            else:
+                goals[key] = {"goal": goal, "ratio": None, "met": None}
+        row["goals"] = goals
+        out.append(row)
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -579,8 +752,116 @@ def markdown(res: dict) -> str:
         if "ratio_vm_hwm" in rss or "ratio_rss_anon_peak" in rss:
             md += ["", f"10× rows ÷ 1× rows: VmHWM {rss.get('ratio_vm_hwm', float('nan')):.2f}, "
                        f"RssAnon {rss.get('ratio_rss_anon_peak', float('nan')):.2f}."]
-    md += ["", "Anchors: " + ", ".join(f"{k}: {v}" for k, v in res["anchors"].items()) + "."]
+    if res.get("adapt"):
+        md += adapt_markdown(res["adapt"])
+    md += anchors_markdown(res)
     return "\n".join(md) + "\n"
+
+
+def adapt_markdown(a: dict) -> list[str]:
+    md = ["", f"## ADAPT: adaptive batch size ({a['workload']}, {a['workers']} worker, "
+              f"`--target-latency {a['target_latency']}`)", "",
+          f"{a['rows']:,} rows; `isthmus run --target-latency {a['target_latency']} --batch-rows {a['max_batch_rows']}` "
+          f"(AIMD sizing up to {a['max_batch_rows']:,} rows) against fixed batch sizes on one worker "
+          f"({a['fixed_source']}); best of {a['repeats']} runs each, steady rows/s as above. Latencies are the "
+          "per-batch latency percentiles of the Python stage from `--stats`. "
+          f"Goals: adaptive ≥ {a['goal_ratio']}× the best fixed size, p99 batch latency under {a['goal_p99_ms']:g} ms.", "",
+          "| config | steady M rows/s | p50 batch ms | p99 batch ms | max batch ms |", "| --- | ---: | ---: | ---: | ---: |"]
+
+    def ms(d: dict, k: str) -> str:
+        v = (d or {}).get(k)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    if "error" in a:
+        md.append(f"| adaptive | failed: {a['error']} | | | |")
+    else:
+        md.append(f"| adaptive, target {a['target_latency']} | {mrows(a['rows_per_s'])} | {ms(a['latency_ms'], 'p50')} | "
+                  f"{ms(a['latency_ms'], 'p99')} | {ms(a['latency_ms'], 'max')} |")
+    for f in a["fixed"]:
+        best = " (best fixed)" if f.get("batch_rows") == a.get("best_fixed_batch_rows") else ""
+        if "error" in f:
+            md.append(f"| fixed {f['batch_rows']} rows | failed: {f['error']} | | | |")
+        else:
+            md.append(f"| fixed {f['batch_rows']} rows{best} | {mrows(f['rows_per_s'])} | {ms(f['latency_ms'], 'p50')} | "
+                      f"{ms(f['latency_ms'], 'p99')} | {ms(f['latency_ms'], 'max')} |")
+    if "error" not in a:
+        def verdict(ok: bool | None) -> str:
+            return "n/a" if ok is None else ("met" if ok else "NOT met")
+        ratio = a.get("ratio")
+        p99 = a.get("p99_ms")
+        every = [x for x in a.get("all_p99_ms") or [] if x is not None]
+        md += ["", f"Adaptive ÷ best fixed ({a.get('best_fixed_batch_rows', 'n/a')} rows): "
+                   f"{'n/a' if ratio is None else f'{ratio:.2f}'} (goal ≥ {a['goal_ratio']}: "
+                   f"{verdict(None if ratio is None else ratio >= a['goal_ratio'])}). "
+                   f"p99 batch latency: {'n/a' if p99 is None else f'{p99:.2f} ms'} in the fastest adaptive run "
+                   f"(every run: {', '.join(f'{x:.2f}' for x in every) or 'n/a'} ms; goal under {a['goal_p99_ms']:g} ms "
+                   f"in every run: {verdict(max(every) < a['goal_p99_ms'] if every else None)})."]
+        sm = a.get("sizes_summary") or {}
+        if sm:
+            med = sm["time_weighted_median"]
+            md += ["", f"Sizes chosen (rows, seconds since the run started; {sm['changes']} recorded, from "
+                       f"{sm['min']:,} to {sm['max']:,}, last {sm['last']:,}, time-weighted median "
+                       f"{'n/a' if med is None else f'{med:,}'}): " + trajectory(a["batch_sizes"]) + "."]
+        else:
+            md += ["", "Sizes chosen: none recorded in `--stats` (`batch_sizes`)."]
+    return md
+
+
+def anchors_markdown(res: dict) -> list[str]:
+    a = res["anchors"]
+    md = ["", "## Anchors: PySpark and Ray Data", ""]
+    if "missing" in a or "error" in a:
+        return md + [f"Not compared: {a.get('missing') or a.get('error')}."]
+    st = a.get("settings") or {}
+    notes = []
+    if not a["same_machine"]:
+        notes.append(f"measured on another machine ({a['machine'].get('cpu')}, {a['machine'].get('cores')} cores)")
+    if not a["same_day"]:
+        notes.append("measured on another day")
+    if a["quick"] != res["quick"]:
+        notes.append("measured with --quick" if a["quick"] else "measured at full size while this run is --quick")
+    m = a["machine"]
+    md += [f"From `{a['file']}` (`make bench-anchors`), {a['date']}"
+           + (f" — **{'; '.join(notes)}**" if notes else ", this machine, this day") + ". "
+           f"PySpark {m.get('pyspark', 'n/a')} (`{st.get('spark_master', 'local[2]')}`, input cached, pandas_udf and "
+           f"mapInArrow, {st.get('batch_rows', 'n/a')}-row Arrow batches) and Ray Data {m.get('ray', 'n/a')} "
+           f"({st.get('cpus', 2)} CPUs, `map_batches` with pyarrow and pandas batches of {st.get('batch_rows', 'n/a')} rows), "
+           "the same functions on the same data, warm-up excluded, values checked. "
+           "Isthmus: the best steady rows/s of this run for the workload. Ratio = Isthmus ÷ anchor. "
+           "Goals: ≥ 20× PySpark pandas_udf, ≥ 5× Ray Data (its fastest method).", ""]
+    for system, line in (a.get("status") or {}).items():
+        if line != "ok":
+            md.append(f"{system}: {line}")
+            md.append("")
+    rows = res.get("anchor_comparison") or []
+    if not rows:
+        return md + ["No throughput workload (W1, W2, W3) ran without failing in this run: nothing to compare."]
+    md += ["| workload | Isthmus M rows/s (config) | system | method | anchor rows | anchor M rows/s | ratio |",
+           "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        ours = f"{mrows(r['isthmus_rows_per_s'])} ({r['isthmus_config']})"
+        if not r["anchors"]:
+            md.append(f"| {r['workload']} | {ours} | | no anchor measured | | | |")
+        for x in r["anchors"]:
+            if "error" in x:
+                md.append(f"| {r['workload']} | {ours} | {x.get('system')} | {x.get('method')} | {x.get('rows', 0):,} | "
+                          f"failed: {x['error']} | |")
+            else:
+                ratio = "n/a" if "ratio" not in x else f"{x['ratio']:.1f}×"
+                md.append(f"| {r['workload']} | {ours} | {x['system']} | {x['method']} | {x.get('rows', 0):,} | "
+                          f"{mrows(x['rows_per_s'])} | {ratio} |")
+    labels = {"pyspark_pandas_udf": "vs PySpark pandas_udf", "ray": "vs Ray Data (its fastest method)"}
+    md += ["", "| workload | " + " | ".join(labels.get(k, f"vs {k}") for k in rows[0]["goals"]) + " |",
+           "| --- |" + " --- |" * len(rows[0]["goals"])]
+    for r in rows:
+        cells = []
+        for k, g in r["goals"].items():
+            if g["ratio"] is None:
+                cells.append(f"n/a (≥ {g['goal']:g}×)")
+            else:
+                cells.append(f"{g['ratio']:.1f}× (≥ {g['goal']:g}×: {'met' if g['met'] else 'NOT met'})")
+        md.append(f"| {r['workload']} | " + " | ".join(cells) + " |")
+    return md
 
 
 def no_nan(value: Any) -> Any:
@@ -642,11 +923,11 @@ def plot(res: dict, path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Isthmus benchmarks (see bench/README.md).")
     ap.add_argument("--quick", action="store_true", help="10x fewer rows (L1: 2,000 requests), best of 2 runs per configuration")
-    ap.add_argument("--only", default="W1,W2,W3,L1,IO,RSS", help="comma-separated subset of W1,W2,W3,L1,IO,RSS")
+    ap.add_argument("--only", default="W1,W2,W3,ADAPT,L1,IO,RSS", help="comma-separated subset of W1,W2,W3,ADAPT,L1,IO,RSS")
     ap.add_argument("--repeats", type=int, help="runs per throughput configuration, best kept (default 3, --quick 2)")
     args = ap.parse_args(argv)
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
-    known = {w.name for w in workloads.THROUGHPUT} | {"L1", "IO", "RSS"}
+    known = {w.name for w in workloads.THROUGHPUT} | {"ADAPT", "L1", "IO", "RSS"}
     if not only <= known:
         ap.error(f"--only: expected names among {','.join(sorted(known))} but found {','.join(sorted(only - known))}")
     if not os.access(BIN, os.X_OK):
@@ -654,11 +935,16 @@ def main(argv: list[str] | None = None) -> int:
     scale = 10 if args.quick else 1
     repeats = args.repeats or (2 if args.quick else 3)
     started = time.perf_counter()
-    res: dict[str, Any] = {"version": 1, "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
-                           "repeats": repeats, "machine": machine(), "throughput": [], "checks": [], "latency": {},
-                           "io": {}, "rss": {}, "anchors": anchors()}
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    this = machine()
+    res: dict[str, Any] = {"version": 1, "date": date, "quick": args.quick,
+                           "repeats": repeats, "machine": this, "throughput": [], "checks": [], "adapt": {},
+                           "latency": {}, "io": {}, "rss": {}, "anchors": load_anchors(this, date)}
     cores = res["machine"]["usable_cores"] or 1
     throughput([w for w in workloads.THROUGHPUT if w.name in only], scale, repeats, cores, res)
+    res["anchor_comparison"] = compare_anchors(res)
+    if "ADAPT" in only:
+        res["adapt"] = adaptive(scale, repeats, res)
     if "L1" in only:
         res["latency"] = latency(workloads.L1_REQUESTS // (5 if args.quick else 1))
     if "IO" in only:
@@ -672,7 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(out / "latest.json", (json.dumps(no_nan(res), indent=2, allow_nan=False) + "\n").encode())
     atomic_write(out / "latest.md", md.encode())
     log(plot(res, out / "latest.png"))
-    failed = sum("error" in r for r in res["throughput"]) + sum(not c["ok"] for c in res["checks"])
+    failed = (sum("error" in r for r in res["throughput"]) + sum(not c["ok"] for c in res["checks"])
+              + ("error" in res["adapt"]))
     if failed:
         log(f"{failed} configuration(s) or value check(s) failed: see the tables")
     log(f"bench: {res['driver_seconds']:.0f} s; results in bench/results/latest.md, latest.json")

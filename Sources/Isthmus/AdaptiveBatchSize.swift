@@ -21,12 +21,19 @@ public struct AdaptiveBatchSize: Sendable, Equatable {
         rows = Swift.min(self.maxRows, Swift.max(self.minRows, initial))
     }
 
-    /// Feeds one batch's latency (seconds) and returns the next batch size.
+    /// Feeds one batch's latency (seconds) and its size, and returns the next batch size.
+    ///
+    /// Several batches are in flight at once, so many answers describe batches cut before the
+    /// last change. Those say nothing about the current size, and reacting to them makes the
+    /// size overshoot (measured: from 2K to 64K rows in 30 ms, then back to 8K, with a 5 ms
+    /// target): a batch smaller than the current size that met the target does not grow it,
+    /// and a batch larger than the current size that missed the target does not cut it again.
+    /// Without `rows`, every answer counts (the textbook AIMD step).
     @discardableResult
-    public mutating func observe(latency: Double) -> Int {
+    public mutating func observe(latency: Double, rows batchRows: Int? = nil) -> Int {
         if latency > target {
-            rows = Swift.max(minRows, rows / 2)
-        } else {
+            if batchRows.map({ $0 <= rows }) ?? true { rows = Swift.max(minRows, rows / 2) }
+        } else if batchRows.map({ $0 >= rows }) ?? true {
             rows = Swift.min(maxRows, rows + step)
         }
         return rows

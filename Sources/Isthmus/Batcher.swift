@@ -35,6 +35,9 @@ public struct Batcher: Sendable {
         let limit = Swift.min(maxRows, rowsByBytes)
         var start = 0
         while start < batch.length {
+            // The limit may have dropped below what is held (adaptive batching lowers
+            // `maxRows` between pushes): send what is held first, at its size.
+            if heldRows >= limit { out.append(takeHeld()) }
             let room = limit - heldRows
             let take = Swift.min(room, batch.length - start)
             let piece = (start == 0 && take == batch.length) ? batch : batch.slice(start, take)

@@ -247,7 +247,7 @@ final class PythonNode: Node, @unchecked Sendable {
             }
             guard let result else { return nil }
             latency.record(seconds: result.latency)
-            if let rows = adaptive.withLock({ c -> Int? in c?.observe(latency: result.latency) }) {
+            if let rows = adaptive.withLock({ c -> Int? in c?.observe(latency: result.latency, rows: result.inputRows) }) {
                 chosenSizes.withLock { sizes in
                     if sizes.last.map({ Int($0[1]) }) != rows && sizes.count < 1000 {
                         sizes.append([((MonotonicClock.seconds() - startedAt) * 1000).rounded() / 1000, Double(rows)])

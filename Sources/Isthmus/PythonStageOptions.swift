@@ -35,7 +35,7 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var startupTimeout: Double = 60
     /// Per-worker memory limit in bytes (nil = none).
     public var workerMemoryLimit: Int?
-    /// BLAS/OpenMP threads per worker (nil = cores ÷ workers).
+    /// BLAS/OpenMP threads per worker (nil = (cores − 1) ÷ workers, at least 1: one core stays with the host).
     public var threadsPerWorker: Int?
     /// What happens when the function raises on some rows.
     public var onError: RowErrorPolicy = .fail

@@ -25,7 +25,7 @@ public struct PoolConfiguration: Sendable {
     public var heartbeatInterval: Double = 1
     /// Missed heartbeats after which an idle worker is considered hung.
     public var missedHeartbeats: Int = 5
-    /// BLAS/OpenMP threads per worker; nil = cores ÷ workers (at least 1).
+    /// BLAS/OpenMP threads per worker; nil = (cores − 1) ÷ workers, at least 1 (one core stays with the host).
     public var threadsPerWorker: Int?
     /// Deliver results in input order (true) or as they complete.
     public var ordered: Bool = true

@@ -134,7 +134,15 @@ final class PoolIO: @unchecked Sendable {
         env["ISTHMUS_TOKEN"] = token
         env["ISTHMUS_SLOT"] = String(slot.index)
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        env["ISTHMUS_THREADS"] = String(configuration.threadsPerWorker ?? Swift.max(1, cores / Swift.max(1, configuration.workers)))
+        // One core stays with the host (reader, batcher, I/O thread): an idle OpenBLAS thread
+        // spins for a while after each call, and with 1 worker on 2 cores a second BLAS thread
+        // took the host's core (W2, 64K-row batches: 1.3 s of CPU for 2M rows instead of
+        // 0.83 s, and a lower rate). Users who want every core set ISTHMUS_THREADS or --env.
+        if let threads = configuration.threadsPerWorker {
+            env["ISTHMUS_THREADS"] = String(threads)
+        } else if env["ISTHMUS_THREADS"] == nil {
+            env["ISTHMUS_THREADS"] = String(Swift.max(1, (cores - 1) / Swift.max(1, configuration.workers)))
+        }
         if let limit = configuration.workerMemoryLimit { env["ISTHMUS_MEMORY_LIMIT"] = String(limit) }
         env["PYTHONUNBUFFERED"] = "1"
         // Batch-sized buffers come and go every few milliseconds; by default glibc serves them

@@ -24,6 +24,18 @@ struct BatcherTests {
         #expect(values([b.flush()!]) == [8, 9])
     }
 
+    @Test("a limit lowered below the held rows sends the held rows first, then cuts at the new limit")
+    func limitDropsBelowHeld() {
+        var b = Batcher(maxRows: 100, maxBytes: 1 << 20, linger: 10)
+        #expect(b.push(ints(0..<60), now: 0).isEmpty)
+        b.maxRows = 8  // the latency target halved the size twice
+        let out = b.push(ints(60..<80), now: 1)
+        #expect(out.map(\.length) == [60, 8, 8])
+        #expect(values(out) == Array(0..<76))
+        #expect(b.pendingRows == 4)
+        #expect(values([b.flush()!]) == [76, 77, 78, 79])
+    }
+
     @Test("small inputs are gathered until the row bound")
     func gathersSmallInputs() {
         var b = Batcher(maxRows: 5, maxBytes: 1 << 20, linger: 10)
@@ -147,6 +159,35 @@ struct AdaptiveBatchSizeTests {
         #expect(c.observe(latency: 0.9) == 150)
         #expect(c.observe(latency: 0.9) == 100)             // floor
         #expect(c.observe(latency: 0.0) == 200)
+    }
+
+    @Test("answers about batches cut before the last change do not move the size again")
+    func staleAnswers() {
+        var c = AdaptiveBatchSize(target: 0.005, initial: 1000, minRows: 100, maxRows: 8000, step: 500)
+        #expect(c.observe(latency: 0.001, rows: 1000) == 1500)   // at the current size: grow
+        #expect(c.observe(latency: 0.001, rows: 1000) == 1500)   // cut before the growth: no news
+        #expect(c.observe(latency: 0.001, rows: 1500) == 2000)
+        #expect(c.observe(latency: 0.009, rows: 2000) == 1000)   // over: halve
+        #expect(c.observe(latency: 0.009, rows: 2000) == 1000)   // cut before the halving: already handled
+        #expect(c.observe(latency: 0.009, rows: 600) == 500)     // smaller and still over: halve again
+        #expect(c.observe(latency: 0.001, rows: 7000) == 1000)   // bigger and within: grow
+    }
+
+    @Test("with pipelined answers it settles under the target instead of swinging")
+    func pipelined() {
+        // 4 batches in flight; a batch costs 1 µs per row plus 0.5 ms; its answer arrives four
+        // decisions after it was cut. 4,500 rows meet a 5 ms target.
+        var c = AdaptiveBatchSize(target: 0.005, initial: 1024, maxRows: 65_536, step: 1024)
+        var inFlight = [Int](repeating: 1024, count: 4)
+        var sizes: [Int] = []
+        for _ in 0..<600 {
+            let done = inFlight.removeFirst()
+            sizes.append(c.observe(latency: 0.0005 + Double(done) * 1e-6, rows: done))
+            inFlight.append(c.rows)
+        }
+        let tail = sizes.suffix(300)
+        #expect(tail.max()! <= 4_500 + 1024)
+        #expect(Double(tail.reduce(0, +)) / Double(tail.count) > 2_500)
     }
 
     @Test("converges near the size whose latency meets the target")
