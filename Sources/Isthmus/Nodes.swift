@@ -206,8 +206,21 @@ final class PythonNode: Node, @unchecked Sendable {
                 if control?.isStopped == true { break loop }
                 switch try channel.receive(until: Date(timeIntervalSinceNow: wait)) {
                 case .item(let b):
-                    if let rows = adaptive.value?.rows { batcher.maxRows = rows }
-                    for ready in batcher.push(b, now: monotonic()) { try submit(ready) }
+                    guard adaptive.value != nil else {
+                        for ready in batcher.push(b, now: monotonic()) { try submit(ready) }
+                        continue
+                    }
+                    // With a latency target, a large input is cut one batch at a time, each at
+                    // the size chosen from the answers so far (submit blocks while the window is
+                    // full, so the answers arrive between cuts).
+                    var offset = 0
+                    while offset < b.length {
+                        if let rows = adaptive.value?.rows { batcher.maxRows = rows }
+                        let take = Swift.min(batcher.maxRows, b.length - offset)
+                        let piece = offset == 0 && take == b.length ? b : b.slice(offset, take)
+                        for ready in batcher.push(piece, now: monotonic()) { try submit(ready) }
+                        offset += take
+                    }
                 case .timedOut:
                     if let ready = batcher.expire(now: monotonic()) { try submit(ready) }
                 case .closed:

@@ -303,12 +303,18 @@ final class PoolIO: @unchecked Sendable {
             configuration.log("isthmus: ignored \(envelope.kind) from unknown peer '\(who)'")
             return
         }
+        // A worker being replaced, or any worker once the run has failed, is not listened to:
+        // its batches are resent (or the run ends), and a late answer must not be taken.
+        if envelope.kind == .bye {
+            s.saidBye = true
+            return
+        }
+        guard s.phase != .dying && s.phase != .stopped && !failed else { return }
         s.lastHeard = now()
         switch envelope.kind {
         case .ready: handleReady(s, frames)
         case .result: handleResult(s, envelope, frames)
         case .error: handleError(s, envelope, frames)
-        case .bye: s.saidBye = true
         case .release: handleRelease(s, frames)
         default: break  // HEARTBEAT only proves the worker is alive
         }
@@ -425,8 +431,11 @@ final class PoolIO: @unchecked Sendable {
         let batches: [RecordBatch]
         do {
             if let (lease, length) = inArena {
-                lease.shrink(to: length)
-                batches = try BatchCodec.decodeResult(lease.buffer(count: length))
+                // Copied out before it is validated: the worker maps the arena read-write, and
+                // validated bytes must not change under the host's readers (reorder buffer,
+                // sinks). The copy replaces the join of a multi-frame payload, and the region
+                // is free again as soon as the batch is answered.
+                batches = try BatchCodec.decodeResult(Buffer(copying: UnsafeRawBufferPointer(start: lease.pointer, count: length)))
             } else {
                 batches = try BatchCodec.decodeResult(Array(frames.dropFirst(payloadStart)))
             }

@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv  # noqa: F401
 import pyarrow.ipc as ipc
 
-from harness import run_cli, udf
+from harness import python_bin, run_cli, udf
 from test_run import w1, write_stream
 
 
@@ -74,14 +75,70 @@ def test_results_too_big_for_their_region_come_back_as_frames(tmp_path):
 
 
 def test_a_worker_that_cannot_map_the_arena_uses_frames(tmp_path):
-    # Under a 1 GiB address-space limit a worker cannot map a 2 GiB arena: it says so in
-    # READY, the host logs one line and sends that worker frames.
+    # A hard address-space limit of 1.5 GiB (set by a wrapper, so the worker cannot raise it)
+    # leaves no room for a 2 GiB arena: the worker says so in READY, the host logs one line
+    # and sends that worker frames.
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/bash\nulimit -v {1536 * 1024}\nexec {python_bin()} \"$@\"\n")
+    wrapper.chmod(0o755)
     n = 50_000
     table, stage, err = run(tmp_path, "nomap", f"{udf('basic.py')}:linear", n, "--shm-arena", "2Gi",
-                            "--worker-memory-limit", "1500Mi", workers=1)
+                            "--python", str(wrapper), workers=1)
     assert table.column("y").to_pylist() == expected_linear(n)
     assert stage["shm_batches"] == 0
     assert "worker 0 cannot map the shared arena" in err and "batches travel as frames" in err
+    assert "found a hard limit of" in err
+
+
+def test_the_arena_does_not_eat_the_worker_memory_limit(tmp_path):
+    # A 400 MiB working buffer per batch under a 1200 MiB limit: fits with the frames path,
+    # and must still fit with the 256 MiB arena mapped (the worker raises its limit by the
+    # arena's size for the mapping).
+    n = 20_000
+    table, stage, _ = run(tmp_path, "hog", f"{udf('arena_keep.py')}:hog", n, "--worker-memory-limit", "1200Mi",
+                          workers=1)
+    assert table.column("n").to_pylist() == [1] * n
+    assert stage["shm_batches"] > 0
+
+
+def test_inputs_kept_until_exit_stay_readable(tmp_path):
+    # Every input batch is kept in a global and summed again by an atexit handler, after
+    # the worker loop ended: the mapping must outlive the arrays that point into it.
+    summary = tmp_path / "summary.txt"
+    n = 100_000
+    table, stage, err = run(tmp_path, "atexit", f"{udf('arena_keep.py')}:keep", n, "--env", f"ARENA_SUMMARY={summary}",
+                            workers=1)
+    assert stage["shm_batches"] > 0
+    assert "Segmentation fault" not in err
+    rows, total = summary.read_text().split()
+    assert int(rows) == n
+    assert abs(float(total) - float(w1(n).column("x").to_numpy().sum())) < 1e-6
+
+
+def test_a_worker_answering_twice_from_the_arena_is_replaced_not_fatal(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(50_000))
+    r = run_cli("run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf",
+                f"{udf('arena_evil.py')}:strings", "--workers", "1", "--max-retries", "1", "--no-progress",
+                env={"ARENA_EVIL": "double"})
+    err = r.stderr.decode()
+    assert r.returncode == 1, err  # a run failure, not a crash (132/134/139)
+    assert "not a valid Arrow IPC stream" in err
+    assert "error: worker 0 failed" in err or "error: stage" in err
+    assert not (tmp_path / "o.arrows").exists()
+
+
+def test_a_worker_rewriting_its_result_later_cannot_touch_the_host(tmp_path):
+    n = 50_000
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(n))
+    out = tmp_path / "o.csv"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
+                "--workers", "2", "--batch-rows", "8192", "--no-progress", env={"ARENA_EVIL": "rewrite"})
+    assert r.returncode == 0, r.stderr.decode()
+    got = pa.csv.read_csv(str(out))
+    assert got.column("id").to_pylist() == list(range(n))
+    assert got.column("s").cast(pa.int64()).to_pylist() == list(range(n))
 
 
 def test_bad_arena_sizes_are_usage_errors(tmp_path):

@@ -62,6 +62,14 @@ public protocol ByteSink: AnyObject {
 }
 
 extension ByteSink {
+    /// Writes the text a writer has gathered (if any) and empties it, keeping its capacity:
+    /// the CSV and JSON Lines writers gather about 1 MiB before each write.
+    func drain(_ gathered: inout [UInt8]) throws {
+        guard !gathered.isEmpty else { return }
+        try gathered.withUnsafeBytes { try write($0) }
+        gathered.removeAll(keepingCapacity: true)
+    }
+
     /// Writes all of `bytes`.
     public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
     /// Writes a buffer's bytes.

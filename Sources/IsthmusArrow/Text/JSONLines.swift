@@ -498,27 +498,21 @@ public final class JSONLinesWriter: BatchWriter {
             }
             out.append(UInt8(ascii: "}"))
             out.append(0x0a)
-            if out.count >= 1 << 20 { try drain() }
+            if out.count >= 1 << 20 { try sink.drain(&out) }
         }
-        try drain()
+        try sink.drain(&out)
         if options.flushEachBatch { try sink.flush() }
-    }
-
-    private func drain() throws {
-        guard !out.isEmpty else { return }
-        try out.withUnsafeBytes { try sink.write($0) }
-        out.removeAll(keepingCapacity: true)
     }
 
     /// Pushes the bytes written so far to the sink and flushes it.
     public func flush() throws {
-        try drain()
+        try sink.drain(&out)
         try sink.flush()
     }
 
     /// Writes what is buffered (and the header of an empty CSV) and flushes. Call once.
     public func finish() throws {
-        try drain()
+        try sink.drain(&out)
         try sink.flush()
     }
 }

@@ -484,9 +484,47 @@ def warm_up() -> None:
 
 class _Hold:
     """Stands for one input region: every Arrow buffer read from the region keeps it
-    alive, and the region goes back to the host (RELEASE) when it is collected."""
+    alive, and the region goes back to the host (RELEASE) when it is collected. It also
+    keeps the arena, so the mapping outlives every array that points into it (a UDF may
+    keep inputs in a global that an atexit handler reads after the worker loop ended)."""
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ("__weakref__", "arena")
+
+    def __init__(self, arena: SharedArena) -> None:
+        self.arena = arena
+
+
+class _address_space_for:
+    """Raises the address-space limit (``ISTHMUS_MEMORY_LIMIT``, RLIMIT_AS) by ``size``
+    for the arena's mapping, so that the arena does not eat the UDF's memory budget;
+    puts it back if the mapping fails. A hard limit with no room raises ValueError."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.saved: tuple[int, int] | None = None
+
+    def __enter__(self) -> None:
+        try:
+            import resource
+        except ImportError:
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return
+        wanted = soft + self.size
+        if hard != resource.RLIM_INFINITY and wanted > hard:
+            raise ValueError(
+                f"expected room for the {self.size}-byte arena above the address-space limit of "
+                f"{soft} bytes, found a hard limit of {hard} bytes"
+            )
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+        self.saved = (soft, hard)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self.saved is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, self.saved)
 
 
 class SharedArena:
@@ -518,14 +556,15 @@ class SharedArena:
             actual = os.fstat(fd).st_size
             if actual < size:
                 raise ValueError(f"expected an arena of {size} bytes, found a file of {actual} bytes")
-            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            with _address_space_for(size):
+                mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
         return cls(mm, size)
 
     def input(self, offset: int, length: int) -> pa.Buffer:
         """The input region as a buffer whose lifetime decides when it is released."""
-        hold = _Hold()
+        hold = _Hold(self)
         weakref.finalize(hold, self._released.append, offset)
         return pa.foreign_buffer(self.address + offset, length, base=hold)
 
