@@ -148,13 +148,15 @@ import Foundation
 
 @Suite("Adaptive batch size (AIMD)")
 struct AdaptiveBatchSizeTests {
-    @Test("grows additively under the target, halves over it, stays in bounds")
+    @Test("grows additively well under the target, holds near it, halves close to it, stays in bounds")
     func aimd() {
         var c = AdaptiveBatchSize(target: 0.005, initial: 1000, minRows: 100, maxRows: 1200, step: 100)
-        #expect(c.observe(latency: 0.004) == 1100)
-        #expect(c.observe(latency: 0.005) == 1200)
+        #expect(c.observe(latency: 0.003) == 1100)
+        #expect(c.observe(latency: 0.0034) == 1200)         // under 70 % of the target: still grows
         #expect(c.observe(latency: 0.001) == 1200)          // capped
-        #expect(c.observe(latency: 0.006) == 600)           // halved
+        #expect(c.observe(latency: 0.004) == 1200)          // between 70 % and 90 %: holds
+        #expect(c.observe(latency: 0.0045) == 1200)
+        #expect(c.observe(latency: 0.0046) == 600)          // over 90 %: halved
         #expect(c.observe(latency: 0.9) == 300)
         #expect(c.observe(latency: 0.9) == 150)
         #expect(c.observe(latency: 0.9) == 100)             // floor

@@ -12,6 +12,8 @@ public final class InputFile: ByteSource {
     public let path: String
     private let fd: Int32
     private let owned: Bool
+    /// The mapping `readAll()` made, for readers that walk it once from the front.
+    public private(set) var mapping: MappedPages?
 
     /// Opens `path` for reading; `-` is stdin. Throws `.io` naming the path and the system's reason.
     public init(path: String) throws {
@@ -61,6 +63,7 @@ public final class InputFile: ByteSource {
                 let storage = BufferStorage(base: UnsafeRawPointer(p), count: size) { base, count in
                     munmap(UnsafeMutableRawPointer(mutating: base), count)
                 }
+                mapping = MappedPages(base: p, size: size)
                 return Buffer(storage: storage)
             }
         }
@@ -72,6 +75,37 @@ public final class InputFile: ByteSource {
             chunk.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return out.finish()
+    }
+}
+
+/// The pages of a read-only file mapping, handed back to the kernel behind a reader that
+/// walks the file once from the front, so that the reader's resident memory does not grow
+/// with the file (measured before: a host streaming a 1.6 GB input held 1.5 GiB of it).
+///
+/// Dropping pages of an unmodified file mapping loses nothing: a later access (a batch still
+/// referenced downstream) faults the page back in from the page cache or the file.
+public final class MappedPages: @unchecked Sendable {
+    // @unchecked: used by the one reader that owns it.
+    private let base: UnsafeMutableRawPointer
+    private let size: Int
+    private var dropped = 0
+    /// Pages this far behind the reader stay mapped (batches in flight use them).
+    static let lag = 32 << 20
+    /// Pages are handed back this many bytes at a time.
+    static let step = 8 << 20
+
+    init(base: UnsafeMutableRawPointer, size: Int) {
+        self.base = base
+        self.size = size
+    }
+
+    /// The reader has moved past `offset`.
+    public func consumed(upTo offset: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let end = Swift.min(size, offset - MappedPages.lag) / page * page
+        guard end - dropped >= MappedPages.step else { return }
+        _ = madvise(base + dropped, end - dropped, Int32(MADV_DONTNEED))
+        dropped = end
     }
 }
 

@@ -5,7 +5,9 @@ enum IPCDispatch {
     static func streamReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec]) throws -> BatchReader {
         let options = IPCReadOptions(codecs: codecs)
         if let file, file === source as AnyObject, file.path != "-", !file.isLive {
-            return try IPCStreamReader(buffer: try file.readAll(), options: options)
+            let reader = try IPCStreamReader(buffer: try file.readAll(), options: options)
+            reader.pages = file.mapping
+            return reader
         }
         return try IPCStreamReader(source: source, options: options)
     }
@@ -14,7 +16,9 @@ enum IPCDispatch {
     static func fileReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec]) throws -> BatchReader {
         let options = IPCReadOptions(codecs: codecs)
         if let file, file === source as AnyObject {
-            return try IPCFileReader(buffer: try file.readAll(), options: options)
+            let reader = try IPCFileReader(buffer: try file.readAll(), options: options)
+            reader.pages = file.mapping
+            return reader
         }
         let out = BufferBuilder(capacity: 1 << 16)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)

@@ -166,7 +166,9 @@ public final class IPCFileReader: BatchReader {
 
     /// Opens a file by path (memory-mapped).
     public convenience init(path: String, options: IPCReadOptions = IPCReadOptions()) throws {
-        try self.init(buffer: try InputFile(path: path).readAll(), options: options)
+        let file = try InputFile(path: path)
+        try self.init(buffer: try file.readAll(), options: options)
+        pages = file.mapping
     }
 
     /// Number of record batches.
@@ -203,8 +205,13 @@ public final class IPCFileReader: BatchReader {
     public func next() throws -> RecordBatch? {
         guard cursor < recordBatchBlocks.count else { return nil }
         cursor += 1
-        return try recordBatch(at: cursor - 1)
+        let batch = try recordBatch(at: cursor - 1)
+        pages?.consumed(upTo: Int(recordBatchBlocks[cursor - 1].offset))
+        return batch
     }
+
+    /// The file mapping `next()` walks, whose pages it hands back behind itself.
+    var pages: MappedPages?
 
     /// All batches.
     public func readAll() throws -> [RecordBatch] {

@@ -18,6 +18,8 @@ public final class IPCStreamReader: BatchReader {
     private var decoder: IPCDecoder
     private let source: ByteSource?
     private var ended = false
+    /// The file mapping this reader walks, whose pages it hands back behind itself.
+    var pages: MappedPages?
 
     /// A reader over a complete stream in memory (zero-copy). Reads the schema message.
     public init(buffer: Buffer, options: IPCReadOptions = IPCReadOptions()) throws {
@@ -45,6 +47,7 @@ public final class IPCStreamReader: BatchReader {
             try self.init(source: file, options: options)
         } else {
             try self.init(buffer: try file.readAll(), options: options)
+            pages = file.mapping
         }
     }
 
@@ -116,7 +119,10 @@ public final class IPCStreamReader: BatchReader {
                 ended = true
                 return nil
             case .message(let m):
-                if case .recordBatch(let b) = try decoder.decode(m) { return b }
+                if case .recordBatch(let b) = try decoder.decode(m) {
+                    pages?.consumed(upTo: framing.position)
+                    return b
+                }
             }
         }
     }
