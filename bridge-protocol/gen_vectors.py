@@ -329,11 +329,19 @@ def build() -> dict[str, dict[str, Any]]:
         "Batch 6 through the arena (flag SHM, 0x04): its IPC stream is the 1208 bytes at offset 1 MiB; the worker may write its result into 64 KiB at offset 1088 KiB.",
         "host", frames, regions=regions,
     )
-    result_region = {"offset": 1114112, "length": 1032}
-    frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=6, flags=P.FLAG_SHM), P.RESULT_REGION.pack(*result_region.values())]
+    result_region = {"offset": 1114112, "length": 1032, "released": []}
+    frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=6, flags=P.FLAG_SHM), P.RESULT_REGION.pack(1114112, 1032)]
     out["result_shm"] = vector(
         "result_shm", "Result of batch 6 written into the offered region: 1032 bytes of Arrow IPC stream at its start.",
         "worker", frames, regions=result_region,
+    )
+    result_release = {"offset": 1114112, "length": 1032, "released": [1048576]}
+    frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=6, flags=P.FLAG_SHM),
+              P.RESULT_REGION.pack(1114112, 1032) + P.encode_release([1048576])]
+    out["result_shm_release"] = vector(
+        "result_shm_release",
+        "The same result, and the worker no longer references batch 6's input region (offset 1 MiB): it releases it with the answer instead of in a RELEASE.",
+        "worker", frames, regions=result_release,
     )
     frames = [env(P.Kind.RELEASE), P.encode_release([1048576, 2097152])]
     out["release"] = vector(

@@ -414,6 +414,7 @@ final class PoolIO: @unchecked Sendable {
             do {
                 let d = try RegionDescriptors.Result.decode(frames[payloadStart].bytes, offered: offered)
                 inArena = (lease, d.length)
+                guard release(d.released, by: s) else { return }
             } catch {
                 workerFault(s, "sent a RESULT for batch \(batch.sequence) with a bad region descriptor: \(error.message)")
                 return
@@ -485,10 +486,17 @@ final class PoolIO: @unchecked Sendable {
             workerFault(s, "sent a malformed RELEASE: \(error.message)")
             return
         }
+        _ = release(offsets, by: s)
+    }
+
+    /// Takes back input regions a worker released (RELEASE, or with a RESULT); false after
+    /// a fault (a region it was not lent).
+    private func release(_ offsets: [Int], by s: Slot) -> Bool {
         for offset in offsets where s.held.removeValue(forKey: offset) == nil {
             workerFault(s, "released arena region \(offset), which it was not lent")
-            return
+            return false
         }
+        return true
     }
 
     private func handleError(_ s: Slot, _ envelope: Envelope, _ frames: [Message]) {

@@ -17,20 +17,23 @@ public enum RegionDescriptors {
         public var encoded: [UInt8] { words([inputOffset, inputLength, resultOffset, resultCapacity]) }
     }
 
-    /// The payload frame of a RESULT with the SHM flag: 16 bytes.
+    /// The payload frame of a RESULT with the SHM flag: 16 bytes, then the offsets of input
+    /// regions the worker releases with this answer (8 bytes each, as in RELEASE).
     public struct Result: Equatable, Sendable {
         public var offset: Int, length: Int
-        public init(offset: Int, length: Int) {
+        public var released: [Int]
+        public init(offset: Int, length: Int, released: [Int] = []) {
             self.offset = offset
             self.length = length
+            self.released = released
         }
         public static let size = 16
-        public var encoded: [UInt8] { words([offset, length]) }
+        public var encoded: [UInt8] { words([offset, length] + released) }
 
         /// Decodes and checks the frame against the region the host offered.
         public static func decode(_ bytes: UnsafeRawBufferPointer, offered: Batch) throws(ProtocolViolation) -> Result {
-            guard bytes.count == size else {
-                throw ProtocolViolation("expected a \(size)-byte result region descriptor but found \(bytes.count) bytes")
+            guard bytes.count >= size && bytes.count % 8 == 0 else {
+                throw ProtocolViolation("expected a result region descriptor of 16 bytes plus 8 per released region but found \(bytes.count) bytes")
             }
             let offset = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
             let length = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
@@ -43,7 +46,10 @@ public enum RegionDescriptors {
             guard length >= 8 && length <= UInt64(offered.resultCapacity) else {
                 throw ProtocolViolation("expected a result of 8 to \(offered.resultCapacity) bytes in the region but found \(length) bytes")
             }
-            return Result(offset: Int(offset), length: Int(length))
+            let released = (2..<bytes.count / 8).map {
+                Int(truncatingIfNeeded: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian)
+            }
+            return Result(offset: Int(offset), length: Int(length), released: released)
         }
     }
 

@@ -144,11 +144,12 @@ struct RegionDescriptorTests {
     @Test("a result descriptor must describe the offered region")
     func result() throws {
         #expect(try decode([4096, 1024]) == RegionDescriptors.Result(offset: 4096, length: 1024))
+        #expect(try decode([4096, 64, 0, 8192]) == RegionDescriptors.Result(offset: 4096, length: 64, released: [0, 8192]))
         let cases: [([Int], RegionDescriptors.Batch?, String)] = [
             ([4096, 1025], nil, "expected a result of 8 to 1024 bytes in the region but found 1025 bytes"),
             ([4096, 0], nil, "expected a result of 8 to 1024 bytes"),
             ([0, 64], nil, "expected the result at arena offset 4096 but found offset 0"),
-            ([4096, 64, 0], nil, "expected a 16-byte result region descriptor but found 24 bytes"),
+            ([4096], nil, "expected a result region descriptor of 16 bytes plus 8 per released region but found 8 bytes"),
             ([4096, 64], RegionDescriptors.Batch(inputOffset: 0, inputLength: 64, resultOffset: 0, resultCapacity: 0),
              "the host offered no result region"),
         ]

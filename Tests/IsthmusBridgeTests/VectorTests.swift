@@ -85,10 +85,11 @@ struct VectorTests {
                 #expect(d.encoded == frames[1], "\(name)")
                 #expect(frames.count == 2)
             case .result where env.flags & Envelope.shmFlag != 0:
-                let r = decoded["regions"] as! [String: Int]
-                let offered = RegionDescriptors.Batch(inputOffset: 0, inputLength: 8, resultOffset: r["offset"]!, resultCapacity: r["length"]! + 64)
+                let r = decoded["regions"] as! [String: Any]
+                let offset = r["offset"] as! Int, length = r["length"] as! Int
+                let offered = RegionDescriptors.Batch(inputOffset: 0, inputLength: 8, resultOffset: offset, resultCapacity: length + 64)
                 let d = try frames[1].withUnsafeBytes { try RegionDescriptors.Result.decode($0, offered: offered) }
-                #expect(d == RegionDescriptors.Result(offset: r["offset"]!, length: r["length"]!), "\(name)")
+                #expect(d == RegionDescriptors.Result(offset: offset, length: length, released: r["released"] as! [Int]), "\(name)")
                 #expect(d.encoded == frames[1], "\(name) re-encoded")
             case .batch, .result:
                 let payload = decoded["payload"] as! [String: Any]

@@ -133,9 +133,12 @@ def test_a_worker_rewriting_its_result_later_cannot_touch_the_host(tmp_path):
     src = tmp_path / "in.arrows"
     write_stream(src, w1(n))
     out = tmp_path / "o.csv"
+    log = tmp_path / "evil.log"
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
-                "--workers", "2", "--batch-rows", "8192", "--no-progress", env={"ARENA_EVIL": "rewrite"})
+                "--workers", "2", "--batch-rows", "8192", "--no-progress",
+                env={"ARENA_EVIL": "rewrite", "ARENA_EVIL_LOG": str(log)})
     assert r.returncode == 0, r.stderr.decode()
+    assert log.read_text().startswith("scribbled")  # the worker did overwrite its result region
     got = pa.csv.read_csv(str(out))
     assert got.column("id").to_pylist() == list(range(n))
     assert got.column("s").cast(pa.int64()).to_pylist() == list(range(n))

@@ -120,6 +120,10 @@ def _answer(host: RawHost) -> tuple[P.Envelope, list[bytes], list[int]]:
         if env.kind == P.Kind.RELEASE:
             released += list(memoryview(rest[0]).cast("Q"))
             continue
+        if env.kind == P.Kind.RESULT and env.flags & P.FLAG_SHM:
+            # A RESULT in the arena carries the input regions it releases after its descriptor.
+            released += list(memoryview(rest[-1][16:]).cast("Q"))
+            return env, rest, released
         if env.kind in (P.Kind.RESULT, P.Kind.ERROR):
             # The RELEASE for this batch follows its answer.
             if host.router.poll(2000):
@@ -142,7 +146,7 @@ def test_worker_reads_and_writes_the_arena(raw_host: RawHost, write_udf, arena_f
     _shm_batch(raw_host, mm, 1, batch, at=0, result_at=1 << 20, capacity=1 << 20)
     env, rest, released = _answer(raw_host)
     assert env.kind == P.Kind.RESULT and env.flags & P.FLAG_SHM and env.sequence == 1
-    offset, length = P.RESULT_REGION.unpack(rest[0])
+    offset, length = P.RESULT_REGION.unpack_from(rest[0])
     assert offset == 1 << 20 and 0 < length <= 1 << 20
     table = pa.ipc.open_stream(pa.py_buffer(bytes(mm[offset : offset + length]))).read_all()
     assert table.column("y").to_pylist() == [2 * x + 1 for x in range(5000)]
@@ -198,3 +202,28 @@ def test_an_arena_the_worker_cannot_open_falls_back_to_frames(raw_host: RawHost,
     env, rest = raw_host.recv()
     assert env.kind == P.Kind.ERROR
     assert "this worker mapped no arena" in P.parse_error(P.loads_json(rest[0], "ERROR")).message
+
+
+def test_repeated_batches_are_read_with_the_cached_schema_message(arena_file) -> None:  # type: ignore[no-untyped-def]
+    path, mm = arena_file
+    arena = SharedArena.open(path, ARENA)
+    schema = pa.schema([("x", pa.int64()), ("s", pa.string())])
+    for k in range(3):
+        batch = pa.record_batch([pa.array(range(k, k + 100)), pa.array([str(i) for i in range(100)])], schema=schema)
+        data = _stream(batch)
+        mm[8192 * k : 8192 * k + len(data)] = data
+        got = arena.read_batch(8192 * k, len(data))
+        assert got.equals(batch)
+    assert arena._schema_message is not None  # the later reads took the short path
+    # A stream whose schema differs is read by the general reader (the caller then rejects it).
+    other = pa.record_batch({"y": pa.array([1.5])})
+    data = _stream(other)
+    mm[65536 : 65536 + len(data)] = data
+    assert arena.read_batch(65536, len(data)).equals(other)
+    # Bytes after the batch other than the end-of-stream marker are not taken on trust.
+    batch = pa.record_batch([pa.array([7]), pa.array(["x"])], schema=schema)
+    data = bytearray(_stream(batch))
+    data[-8:] = b"\xff\xff\xff\xff\x10\x00\x00\x00"
+    mm[131072 : 131072 + len(data)] = bytes(data)
+    with pytest.raises(ProtocolError):
+        arena.read_batch(131072, len(data))

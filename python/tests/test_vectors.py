@@ -97,8 +97,9 @@ def test_valid_vector(path: str) -> None:
             assert P.BATCH_REGIONS.pack(*words) == frames[1]
         elif want["kind"] == "RESULT":
             assert env.flags & P.FLAG_SHM and len(frames) == 2
-            assert P.RESULT_REGION.unpack(frames[1]) == (regions["offset"], regions["length"])
-            assert P.RESULT_REGION.pack(regions["offset"], regions["length"]) == frames[1]
+            assert P.RESULT_REGION.unpack_from(frames[1]) == (regions["offset"], regions["length"])
+            assert list(memoryview(frames[1][16:]).cast("Q")) == regions["released"]
+            assert P.RESULT_REGION.pack(regions["offset"], regions["length"]) + P.encode_release(regions["released"]) == frames[1]
         else:
             assert want["kind"] == "RELEASE"
             assert P.encode_release(regions["offsets"]) == frames[1]

@@ -11,38 +11,52 @@ import pyarrow.compute as pc
 import isthmus.protocol as P
 import isthmus.runtime as R
 
-_send_result = R.Worker._send_result
+_write_stream = R.SharedArena.write_stream
+_send = R.Worker._send
+_last_region = {}
 
 
-def _double_result(self, env, schema, batches, region, failed=None):
+def _recording_write(self, offset, capacity, schema, batches):
+    _last_region["region"] = (offset, capacity)
+    return _write_stream(self, offset, capacity, schema, batches)
+
+
+def _shm_result(frames):
+    env = P.decode_envelope(bytes(frames[0]))
+    return env if env.kind == P.Kind.RESULT and env.flags & P.FLAG_SHM else None
+
+
+def _double_result(self, frames):
     """Two SHM RESULTs for one batch: an undecodable 8-byte stream, then the whole region."""
-    if region is None or self._arena is None:
-        return _send_result(self, env, schema, batches, region, failed)
-    offset, capacity = region
+    env = _shm_result(frames)
+    if env is None:
+        return _send(self, frames)
+    offset, capacity = _last_region["region"]
     self._arena._view[offset:offset + 8] = b"garbage!"
-    out = P.encode_envelope(P.Kind.RESULT, stage=0, attempt=env.attempt, sequence=env.sequence, flags=P.FLAG_SHM)
-    self._send([out, P.RESULT_REGION.pack(offset, 8)])
-    self._send([out, P.RESULT_REGION.pack(offset, capacity)])
+    _send(self, [frames[0], P.RESULT_REGION.pack(offset, 8)])
+    _send(self, [frames[0], P.RESULT_REGION.pack(offset, capacity)])
 
 
-def _rewrite_later(self, env, schema, batches, region, failed=None):
+def _rewrite_later(self, frames):
     """A valid RESULT in the arena, then the region overwritten with 0xff 200 ms later, while
     the host still holds that result (batch 0 sleeps, so batch 1 waits in the reorder buffer)."""
-    _send_result(self, env, schema, batches, region, failed)
-    if region is not None and env.sequence == 1:
-        view, (offset, capacity) = self._arena._view, region
+    _send(self, frames)
+    env = _shm_result(frames)
+    if env is not None and env.sequence == 1:
+        view, (offset, capacity) = self._arena._view, _last_region["region"]
 
         def scribble():
             time.sleep(0.2)
             np.frombuffer(view[offset:offset + capacity], dtype=np.uint8)[:] = 0xFF
+            with open(os.environ["ARENA_EVIL_LOG"], "a") as f:
+                print("scribbled", offset, capacity, file=f)
 
         threading.Thread(target=scribble, daemon=True).start()
 
 
-if os.environ.get("ARENA_EVIL") == "double":
-    R.Worker._send_result = _double_result
-elif os.environ.get("ARENA_EVIL") == "rewrite":
-    R.Worker._send_result = _rewrite_later
+if os.environ.get("ARENA_EVIL") in ("double", "rewrite"):
+    R.SharedArena.write_stream = _recording_write
+    R.Worker._send = _double_result if os.environ["ARENA_EVIL"] == "double" else _rewrite_later
 
 
 def strings(batch: pa.RecordBatch):

@@ -546,6 +546,8 @@ class SharedArena:
         self._buffer = pa.py_buffer(self._view)
         self.address = self._buffer.address
         self._released: collections.deque[int] = collections.deque()
+        self._schema_message: bytes | None = None
+        self._schema: pa.Schema | None = None
 
     @classmethod
     def open(cls, path: str, size: int) -> SharedArena:
@@ -567,6 +569,31 @@ class SharedArena:
         hold = _Hold(self)
         weakref.finalize(hold, self._released.append, offset)
         return pa.foreign_buffer(self.address + offset, length, base=hold)
+
+    def read_batch(self, offset: int, length: int) -> pa.RecordBatch:
+        """The BATCH stream in the input region, read in place. The host writes the same
+        schema message before every batch; once seen, it is recognised by its bytes and
+        only the record batch message is parsed (the general reader costs ~20 µs a batch)."""
+        buf = self.input(offset, length)
+        head = self._schema_message
+        if head is not None and length > len(head) + 8 and self._view[offset : offset + len(head)] == head:
+            try:
+                msg = pa.ipc.read_message(buf.slice(len(head)))
+                body = msg.body.size if msg.body is not None else 0
+                end = len(head) + 8 + msg.metadata.size + body
+                if msg.type == "record batch" and end + 8 == length and bytes(self._view[offset + end : offset + length]) == P.EOS_MARKER:
+                    return pa.ipc.read_record_batch(msg, self._schema)
+            except (pa.ArrowException, OSError, ValueError):
+                pass  # the general path below reports what is wrong
+        batch = read_single_batch([buf])
+        try:
+            first = pa.ipc.read_message(buf)
+            size = 8 + first.metadata.size
+            if first.type == "schema" and size < length:
+                self._schema_message, self._schema = bytes(self._view[offset : offset + size]), batch.schema
+        except (pa.ArrowException, OSError, ValueError):
+            pass
+        return batch
 
     def take_released(self) -> list[int]:
         """Offsets released since the last call (finalizers may run on any thread)."""
@@ -916,7 +943,7 @@ class Worker:
             if len(frames) != 2:
                 raise ProtocolError(f"expected 2 frames in a BATCH with the SHM flag, found {len(frames)}", "frames")
             offset, length, result_offset, capacity = P.decode_batch_regions(frames[1].buffer, self._arena.size)
-            batch = read_single_batch([self._arena.input(offset, length)])
+            batch = self._arena.read_batch(offset, length)
             if capacity:
                 region = (result_offset, capacity)
         else:
@@ -940,6 +967,19 @@ class Worker:
                 return
             first = failure.index, failure.report
         else:
+            if region is not None and self._arena is not None:
+                written = self._arena.write_stream(region[0], region[1], schema, batches)
+                if written is not None:
+                    # The result is in its region: drop every reference to the input first, so
+                    # that its region goes back with this RESULT (section 17.2) instead of in a
+                    # RELEASE of its own (one message less per batch).
+                    del batch, batches, current
+                    released = self._arena.take_released()
+                    out = P.encode_envelope(
+                        P.Kind.RESULT, stage=len(self.stages) - 1, attempt=env.attempt, sequence=env.sequence, flags=P.FLAG_SHM
+                    )
+                    self._send([out, P.RESULT_REGION.pack(region[0], written) + P.encode_release(released)])
+                    return
             self._send_result(env, schema, batches, region)
             return
         # Outside the except clause, so that the UDF's exceptions during isolation
