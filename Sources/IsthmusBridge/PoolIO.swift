@@ -185,9 +185,13 @@ final class PoolIO: @unchecked Sendable {
         var drain = [UInt8](repeating: 0, count: 256)
         while true {
             let timeout = nextTimeoutMilliseconds()
-            _ = try? poller.poll(timeoutMilliseconds: timeout)
-            _ = drain.withUnsafeMutableBytes { read(wakeFD, $0.baseAddress, $0.count) }
-            receiveAll()
+            // Only what poll reported: each needless read or receive is a system call, and a
+            // one-row request makes a dozen round trips through this loop's callers.
+            let events = (try? poller.poll(timeoutMilliseconds: timeout)) ?? [.readable, .readable]
+            if events[1].contains(.readable) {
+                _ = drain.withUnsafeMutableBytes { read(wakeFD, $0.baseAddress, $0.count) }
+            }
+            if events[0].contains(.readable) { receiveAll() }
             handleEvents()
             takeInbox()
             checkDeadlines()
@@ -472,8 +476,10 @@ final class PoolIO: @unchecked Sendable {
             shared.stats.bytesIn += bytes
             shared.stats.inFlight -= 1
             if inArena != nil { shared.stats.shmResults += 1 }
-            shared.condition.broadcast()
         }
+        // After unlocking: a waiter woken while the lock is still held would only block on it
+        // again (seen with strace on one-row requests: wake, block on the mutex, wake again).
+        shared.condition.broadcast()
     }
 
     /// RELEASE: the worker no longer references these input regions. A region is freed once
