@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -443,16 +444,29 @@ def trajectory(sizes: list[list[float]], points: int = 12) -> str:
 
 # -- latency -----------------------------------------------------------------------------------
 
+L1_PATHS = ("isthmus_submit", "pure_python_host", "raw_pyzmq_round_trip")
+
+
 def latency(n: int, rounds: int = 3) -> dict:
     """The three L1 paths, interleaved over `rounds` rounds; each path reports its median round
-    (by p50), and every round's p50."""
+    (by p50), and every round's p50. Each path runs twice: as the scheduler places it, and with
+    every process of the path pinned to one CPU (`taskset -c 0`, inherited by the workers). A
+    one-row request is a chain of thread wake-ups in which only one thread works at a time; on
+    a virtual machine a wake-up on another, idle virtual CPU costs tens of microseconds, so
+    pinning measures the path's own cost and the unpinned run what the placement adds."""
     out: dict[str, Any] = {"requests": n, "warmup": WARMUP, "rounds": rounds}
-    cases = {
+    base = {
         "isthmus_submit": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
                            "--warmup", str(WARMUP), "--python", PY],
         "pure_python_host": [PY, "-c", PY_HOST, f"{UDFS}:{workloads.L1_UDF}", str(n), str(WARMUP)],
         "raw_pyzmq_round_trip": [PY, "-c", RAW_ZMQ, str(n), str(WARMUP)],
     }
+    cases = dict(base)
+    taskset = shutil.which("taskset")
+    if taskset:
+        cases.update({f"{k}_one_cpu": [taskset, "-c", "0", *v] for k, v in base.items()})
+    else:
+        out["one_cpu"] = "taskset not found: the pinned runs were skipped"
     got: dict[str, list[dict]] = {k: [] for k in cases}
     errors: dict[str, str] = {}
     for _ in range(rounds):
@@ -701,12 +715,17 @@ def markdown(res: dict) -> str:
         md += ["", "## L1: one-row request latency", "",
                f"{lat['requests']:,} sequential one-row requests (id int64, x float64) → y = 2x + 1, after "
                f"{lat['warmup']} untimed ones; the three paths interleaved over {lat['rounds']} rounds, each row the "
-               "path's median round (by p50).", "",
+               "path's median round (by p50). Each path also runs with all its processes pinned to one CPU "
+               "(`taskset -c 0`): a request is a chain of thread wake-ups with one thread working at a time, "
+               "and on a virtual machine a wake-up on another, idle virtual CPU is expensive.", "",
                "| path | p50 µs | p90 µs | p99 µs | mean µs | p50 of each round µs |",
                "| --- | ---: | ---: | ---: | ---: | --- |"]
-        for key, label in (("isthmus_submit", "Isthmus online submit (`isthmus bench latency`, Swift host)"),
-                           ("pure_python_host", "pure-Python pyzmq host (`isthmus.testing.LocalHost`), same worker and UDF"),
-                           ("raw_pyzmq_round_trip", "raw pyzmq REQ/REP round trip of 16 bytes, two processes, ipc://")):
+        labels = {"isthmus_submit": "Isthmus online submit (`isthmus bench latency`, Swift host)",
+                  "pure_python_host": "pure-Python pyzmq host (`isthmus.testing.LocalHost`), same worker and UDF",
+                  "raw_pyzmq_round_trip": "raw pyzmq REQ/REP round trip of 16 bytes, two processes, ipc://"}
+        rows = [(k, labels[k]) for k in L1_PATHS] + [(f"{k}_one_cpu", labels[k] + ", **all on one CPU**")
+                                                     for k in L1_PATHS if f"{k}_one_cpu" in lat]
+        for key, label in rows:
             v = lat.get(key, {})
             if "error" in v:
                 md.append(f"| {label} | failed: {v['error']} | | | | |")
