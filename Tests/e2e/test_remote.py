@@ -44,16 +44,26 @@ def test_remote_workers_join_with_the_server_key_and_results_are_exact(tmp_path)
                              f"{udf('basic.py')}:linear", "--workers", "2", "--listen", endpoint,
                              "--curve-key", str(tmp_path / "host.key"), "--startup-timeout", "30s"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    time.sleep(0.5)
+    # Workers start once the host listens (it says so on stderr), not after a guessed delay.
+    lines: list[str] = []
+    assert host.stderr is not None
+    for raw in host.stderr:
+        lines.append(raw.decode())
+        if "waiting up to" in lines[-1]:
+            break
     pub = (tmp_path / "host.pub").read_text().strip()
     # A worker with the wrong server key cannot complete the CURVE handshake.
     impostor = subprocess.Popen(worker_cmd(endpoint, "--server-key", "0" * 40), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=dict(env, ISTHMUS_HANDSHAKE_MS="3000"))
     workers = [subprocess.Popen(worker_cmd(endpoint, "--server-key", pub), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env) for _ in range(2)]
-    _, err = host.communicate(timeout=120)
-    err = err.decode()
-    assert host.returncode == 0, err
+    _, rest = host.communicate(timeout=120)
+    err = "".join(lines) + rest.decode()
+    if host.returncode != 0:
+        for w in workers:
+            w.kill()
+        told = [w.communicate(timeout=30)[1].decode() for w in workers]
+        raise AssertionError(f"host exited {host.returncode}:\n{err}\nworkers said:\n" + "\n---\n".join(told))
     assert err.count("joined from pid") == 2
     got = ipc.open_stream(str(out)).read_all()
     assert got.column("id").to_pylist() == list(range(20_000))
