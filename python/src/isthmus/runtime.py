@@ -987,7 +987,7 @@ class Worker:
                     )
                     self._send([out, P.RESULT_REGION.pack(region[0], written) + P.encode_release(released)])
                     return
-            self._send_result(env, schema, batches, region)
+            self._send_result(env, schema, batches, None)  # no region, or the result did not fit
             return
         # Outside the except clause, so that the UDF's exceptions during isolation
         # are not chained to this one.
