@@ -395,6 +395,25 @@ def test_target_latency_adapts_batch_sizes(tmp_path):
     assert len(set(sizes)) > 1  # the size moved
 
 
+def test_target_latency_with_large_input_chunks_and_a_tight_target(tmp_path):
+    # Input chunks of 65,536 rows cut at a size the controller keeps lowering: the batcher
+    # holds a remainder larger than the new limit (this crashed the host once).
+    import json
+    n = 400_000
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(n), max_chunksize=65_536)
+    out, stats = tmp_path / "out.arrows", tmp_path / "stats.json"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('basic.py')}:linear",
+                "--target-latency", "1ms", "--batch-rows", "65536", "--linger", "1s", "--workers", "1",
+                "--stats", str(stats))
+    ok(r)
+    got = read_any(out)
+    assert got.column("id").to_pylist() == list(range(n))
+    assert got.column("y").to_pylist() == [2 * x + 1 for x in w1(n).column("x").to_pylist()]
+    py = [s for s in json.loads(stats.read_text())["stages"] if s["kind"] == "python"][0]
+    assert min(rows for _, rows in py["batch_sizes"]) < 65_536
+
+
 def test_bad_target_latency_is_usage_error(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--target-latency", "fast", n=10)
     assert r.returncode == 2
