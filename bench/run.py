@@ -909,7 +909,7 @@ def plot(res: dict, path: Path) -> str:
         return "matplotlib not installed: no plot (make bench installs it)"
     rows = [r for r in res["throughput"] if "error" not in r]
     lat = res.get("latency") or {}
-    lat_keys = [k for k in ("isthmus_submit", "pure_python_host", "raw_pyzmq_round_trip") if "p50_us" in lat.get(k, {})]
+    lat_keys = [k for k in (*L1_PATHS, *(f"{p}_one_cpu" for p in L1_PATHS)) if "p50_us" in lat.get(k, {})]
     if not rows and not lat_keys:
         return "nothing to plot"
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
@@ -924,8 +924,9 @@ def plot(res: dict, path: Path) -> str:
     x = np.arange(len(lat_keys))
     ax.bar(x - 0.2, [lat[k]["p50_us"] for k in lat_keys], 0.4, label="p50")
     ax.bar(x + 0.2, [lat[k]["p99_us"] for k in lat_keys], 0.4, label="p99")
-    ax.set_xticks(x, [{"isthmus_submit": "Isthmus", "pure_python_host": "Python host",
-                       "raw_pyzmq_round_trip": "raw zmq"}[k] for k in lat_keys], fontsize=8)
+    names = {"isthmus_submit": "Isthmus", "pure_python_host": "Python\nhost", "raw_pyzmq_round_trip": "raw\nzmq"}
+    ax.set_xticks(x, [names[k.removesuffix("_one_cpu")] + ("\n(1 CPU)" if k.endswith("_one_cpu") else "")
+                      for k in lat_keys], fontsize=7)
     ax.set_ylabel("µs")
     ax.set_title("L1 one-row latency")
     ax.legend()
