@@ -391,6 +391,10 @@ final class PoolIO: @unchecked Sendable {
     private func handleResult(_ s: Slot, _ envelope: Envelope, _ frames: [Message]) {
         guard let index = s.inFlight.firstIndex(where: { $0.sequence == envelope.sequence && $0.attempt == envelope.attempt }) else {
             configuration.log("isthmus: worker \(s.index) sent a RESULT for batch \(envelope.sequence) attempt \(envelope.attempt), which it does not hold; ignored")
+            // Its answer is dropped, but the input regions it gives back are still given back.
+            if envelope.flags & Envelope.shmFlag != 0, let last = frames.last {
+                _ = release(RegionDescriptors.releasedTail(last.bytes), by: s)
+            }
             return
         }
         let batch = s.inFlight[index]

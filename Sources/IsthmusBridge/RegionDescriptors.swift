@@ -46,11 +46,15 @@ public enum RegionDescriptors {
             guard length >= 8 && length <= UInt64(offered.resultCapacity) else {
                 throw ProtocolViolation("expected a result of 8 to \(offered.resultCapacity) bytes in the region but found \(length) bytes")
             }
-            let released = (2..<bytes.count / 8).map {
-                Int(truncatingIfNeeded: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian)
-            }
-            return Result(offset: Int(offset), length: Int(length), released: released)
+            return Result(offset: Int(offset), length: Int(length), released: releasedTail(bytes))
         }
+    }
+
+    /// The input regions a SHM RESULT releases (the words after its first two), whatever the
+    /// rest of the descriptor says; empty when the frame is malformed.
+    public static func releasedTail(_ bytes: UnsafeRawBufferPointer) -> [Int] {
+        guard bytes.count > Result.size && bytes.count % 8 == 0 else { return [] }
+        return (2..<bytes.count / 8).map { Int(truncatingIfNeeded: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian) }
     }
 
     /// Frame 1 of RELEASE: one input region offset per 8 bytes, at least one.

@@ -63,7 +63,7 @@ public final class InputFile: ByteSource {
                 let storage = BufferStorage(base: UnsafeRawPointer(p), count: size) { base, count in
                     munmap(UnsafeMutableRawPointer(mutating: base), count)
                 }
-                mapping = MappedPages(base: p, size: size)
+                mapping = MappedPages(storage: storage)
                 return Buffer(storage: storage)
             }
         }
@@ -86,25 +86,24 @@ public final class InputFile: ByteSource {
 /// referenced downstream) faults the page back in from the page cache or the file.
 public final class MappedPages: @unchecked Sendable {
     // @unchecked: used by the one reader that owns it.
-    private let base: UnsafeMutableRawPointer
-    private let size: Int
+    /// The mapping itself: held, so that it is never unmapped under a pending `madvise`.
+    private let storage: BufferStorage
     private var dropped = 0
     /// Pages this far behind the reader stay mapped (batches in flight use them).
     static let lag = 32 << 20
     /// Pages are handed back this many bytes at a time.
     static let step = 8 << 20
 
-    init(base: UnsafeMutableRawPointer, size: Int) {
-        self.base = base
-        self.size = size
+    init(storage: BufferStorage) {
+        self.storage = storage
     }
 
     /// The reader has moved past `offset`.
     public func consumed(upTo offset: Int) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let end = Swift.min(size, offset - MappedPages.lag) / page * page
+        let end = Swift.min(storage.count, offset - MappedPages.lag) / page * page
         guard end - dropped >= MappedPages.step else { return }
-        _ = madvise(base + dropped, end - dropped, Int32(MADV_DONTNEED))
+        _ = madvise(UnsafeMutableRawPointer(mutating: storage.base) + dropped, end - dropped, Int32(MADV_DONTNEED))
         dropped = end
     }
 }
