@@ -86,6 +86,10 @@ extension PythonStageOptions {
         config.curveSecretKey = curveSecretKey
         config.insecure = insecure
         config.sharedMemoryBytes = sharedMemoryBytes
+        // Fixed-width columns say exactly how big a batch of `batchRows` is; other columns are
+        // guessed at 32 bytes a row; `batchBytes` caps it either way.
+        let rowBytes = inputSchema.fields.reduce(0) { $0 + ($1.type.byteWidth ?? 32) }
+        config.expectedBatchBytes = Swift.min(batchBytes, batchRows * Swift.max(1, rowBytes))
         config.log = log
         return config
     }

@@ -47,6 +47,9 @@ public struct PoolConfiguration: Sendable {
     /// Batches whose IPC stream is smaller than this travel as frames even with an arena: for
     /// small batches the copy through the socket costs less than the region bookkeeping.
     public var sharedMemoryThreshold: Int = 32 << 10
+    /// Expected bytes of one submitted batch (0: unknown). With it, the part of the arena the
+    /// run will use is touched while the workers start, not while batches flow.
+    public var expectedBatchBytes: Int = 0
     /// Where worker output lines and supervisor notes go.
     public var log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 

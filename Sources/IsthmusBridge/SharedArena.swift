@@ -62,6 +62,17 @@ public final class SharedArena: @unchecked Sendable {
         return ArenaLease(arena: self, offset: offset, size: count)
     }
 
+    /// Allocates the pages of the first `bytes` of the arena by writing to them. Only while
+    /// no region is in use (before the first batch): it overwrites them with zeros.
+    func prefault(_ bytes: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var at = 0
+        while at < Swift.min(bytes, size) {
+            base.storeBytes(of: 0, toByteOffset: at, as: UInt8.self)
+            at += page
+        }
+    }
+
     /// A copy of the allocator's state (tests, stats).
     public var allocator: ArenaAllocator { lock.value }
 

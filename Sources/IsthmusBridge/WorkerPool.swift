@@ -71,6 +71,14 @@ public final class WorkerPool: @unchecked Sendable {
         let ready = DispatchSemaphore(value: 0)
         io.onReady = { ready.signal() }
         thread.start()
+        if let arena, configuration.expectedBatchBytes > 0 {
+            // The workers take a few hundred milliseconds to start; meanwhile this thread pays
+            // for the arena pages the window of batches will use, which the first batches would
+            // otherwise fault in and zero one by one (W2, 2M rows, 2 workers, 8 alternating runs
+            // each: 64K-row batches 10.6 → 12.2 M rows/s median, 8K-row batches 13.0 → 13.7).
+            // Nothing is submitted before init returns, so no region is in use yet.
+            arena.prefault(Swift.min(arena.size / 2, window * configuration.expectedBatchBytes * 5 / 4))
+        }
         ready.wait()
         declaredOutputSchema = io.declaredOutputSchema
         let state = shared

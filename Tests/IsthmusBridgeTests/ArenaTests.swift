@@ -123,6 +123,15 @@ struct SharedArenaTests {
         #expect(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "isthmus arena ok")
     }
 
+    @Test("prefaulting touches only memory inside the arena and leaves it zero")
+    func prefault() throws {
+        let arena = try SharedArena(size: 1 << 20)
+        arena.prefault(4 << 20)  // more than the arena: clamped
+        let bytes = UnsafeRawBufferPointer(start: arena.base, count: arena.size)
+        #expect(bytes.allSatisfy { $0 == 0 })
+        #expect(arena.allocator.used == 0)
+    }
+
     @Test("arenas smaller than 1 MiB are refused with the reason")
     func tooSmall() {
         #expect(throws: ArenaUnavailable.self) { try SharedArena(size: 4096) }
