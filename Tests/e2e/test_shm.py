@@ -153,3 +153,19 @@ def test_bad_arena_sizes_are_usage_errors(tmp_path):
         assert r.returncode == 2
         assert "--shm-arena" in r.stderr.decode() and found in r.stderr.decode()
         assert not (tmp_path / "o.arrows").exists()
+
+
+def test_a_worker_releasing_a_region_it_was_not_lent_is_replaced(tmp_path):
+    n = 50_000
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(n))
+    out = tmp_path / "o.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
+                "--workers", "1", "--batch-rows", "8192", "--no-progress",
+                env={"ARENA_EVIL": "release", "ARENA_EVIL_FLAG": str(tmp_path / "misbehaved")})
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "released arena region 790080, which it was not lent; replacing it" in err
+    got = ipc.open_stream(str(out)).read_all()
+    assert got.column("id").to_pylist() == list(range(n))  # its batches were resent, none lost or doubled
+    assert got.column("s").to_pylist() == [str(i) for i in range(n)]

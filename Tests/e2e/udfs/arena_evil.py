@@ -54,7 +54,19 @@ def _rewrite_later(self, frames):
         threading.Thread(target=scribble, daemon=True).start()
 
 
-if os.environ.get("ARENA_EVIL") in ("double", "rewrite"):
+def _bogus_release_once(self, frames):
+    """Before its first answer, the first worker of the run gives back a region it was never
+    lent (the flag file makes the restarted worker behave)."""
+    flag = os.environ["ARENA_EVIL_FLAG"]
+    if _shm_result(frames) is not None and not os.path.exists(flag):
+        open(flag, "w").close()
+        _send(self, [P.encode_envelope(P.Kind.RELEASE), P.encode_release([64 * 12345])])
+    _send(self, frames)
+
+
+if os.environ.get("ARENA_EVIL") == "release":
+    R.Worker._send = _bogus_release_once
+elif os.environ.get("ARENA_EVIL") in ("double", "rewrite"):
     R.SharedArena.write_stream = _recording_write
     R.Worker._send = _double_result if os.environ["ARENA_EVIL"] == "double" else _rewrite_later
 
