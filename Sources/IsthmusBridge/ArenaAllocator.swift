@@ -86,11 +86,4 @@ public struct ArenaAllocator: Sendable, Equatable {
             free.insert(Extent(offset: offset, size: n), at: i)
         }
     }
-
-    /// Gives back the tail of a region: it keeps its first `newSize` bytes.
-    public mutating func shrink(offset: Int, from size: Int, to newSize: Int) {
-        let old = rounded(size), new = rounded(newSize)
-        guard new < old else { return }
-        release(offset: offset + new, size: old - new)
-    }
 }

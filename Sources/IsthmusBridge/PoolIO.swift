@@ -750,7 +750,7 @@ final class PoolIO: @unchecked Sendable {
             sent += 1
         }
         if sent > 0 {
-            let peak = arena?.allocator.peakUsed ?? 0
+            let peak = arena?.peakUsed ?? 0
             shared.locked {
                 shared.stats.inFlight += sent
                 shared.stats.shmBatches += shmSent

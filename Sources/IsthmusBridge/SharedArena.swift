@@ -73,15 +73,14 @@ public final class SharedArena: @unchecked Sendable {
         }
     }
 
-    /// A copy of the allocator's state (tests, stats).
+    /// A copy of the allocator's state (tests).
     public var allocator: ArenaAllocator { lock.value }
+
+    /// The most bytes in use at once so far (stats).
+    public var peakUsed: Int { lock.withLock { $0.peakUsed } }
 
     func release(offset: Int, size: Int) {
         lock.withLock { $0.release(offset: offset, size: size) }
-    }
-
-    func shrink(offset: Int, from size: Int, to newSize: Int) {
-        lock.withLock { $0.shrink(offset: offset, from: size, to: newSize) }
     }
 
     /// glibc's memfd_create, looked up at run time: the Glibc module does not export it.
@@ -98,15 +97,12 @@ public struct ArenaUnavailable: Error, CustomStringConvertible, Sendable {
 }
 
 /// One region of a `SharedArena`; the region is freed when the lease is deallocated.
-///
-/// `@unchecked Sendable`: `size` changes only in `shrink`, which the single owner calls before
-/// sharing the lease (the I/O thread, when a RESULT tells how much of its region was used).
-public final class ArenaLease: @unchecked Sendable {
+public final class ArenaLease: Sendable {
     public let arena: SharedArena
     /// Offset of the region in the arena.
     public let offset: Int
     /// Size of the region in bytes.
-    public private(set) var size: Int
+    public let size: Int
 
     init(arena: SharedArena, offset: Int, size: Int) {
         self.arena = arena
@@ -118,13 +114,6 @@ public final class ArenaLease: @unchecked Sendable {
 
     /// Start of the region in this process.
     public var pointer: UnsafeMutableRawPointer { arena.base + offset }
-
-    /// Keeps only the first `count` bytes of the region.
-    func shrink(to count: Int) {
-        guard count < size else { return }
-        arena.shrink(offset: offset, from: size, to: count)
-        size = count
-    }
 
     /// The first `count` bytes of the region as an Arrow buffer that keeps the lease alive.
     public func buffer(count: Int) -> Buffer {
