@@ -5,9 +5,7 @@ enum IPCDispatch {
     static func streamReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec]) throws -> BatchReader {
         let options = IPCReadOptions(codecs: codecs)
         if let file, file === source as AnyObject, file.path != "-", !file.isLive {
-            let reader = try IPCStreamReader(buffer: try file.readAll(), options: options)
-            reader.pages = file.mapping
-            return reader
+            return try IPCStreamReader(mapping: file, options: options)
         }
         return try IPCStreamReader(source: source, options: options)
     }
@@ -16,9 +14,7 @@ enum IPCDispatch {
     static func fileReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec]) throws -> BatchReader {
         let options = IPCReadOptions(codecs: codecs)
         if let file, file === source as AnyObject {
-            let reader = try IPCFileReader(buffer: try file.readAll(), options: options)
-            reader.pages = file.mapping
-            return reader
+            return try IPCFileReader(mapping: file, options: options)
         }
         let out = BufferBuilder(capacity: 1 << 16)
         var chunk = [UInt8](repeating: 0, count: 1 << 16)

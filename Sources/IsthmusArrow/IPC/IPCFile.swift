@@ -166,7 +166,12 @@ public final class IPCFileReader: BatchReader {
 
     /// Opens a file by path (memory-mapped).
     public convenience init(path: String, options: IPCReadOptions = IPCReadOptions()) throws {
-        let file = try InputFile(path: path)
+        try self.init(mapping: try InputFile(path: path), options: options)
+    }
+
+    /// A reader over the whole of a file, memory-mapped when possible; the pages `next()` has
+    /// read past are handed back to the kernel (`MappedPages`).
+    convenience init(mapping file: InputFile, options: IPCReadOptions) throws {
         try self.init(buffer: try file.readAll(), options: options)
         pages = file.mapping
     }
@@ -211,7 +216,7 @@ public final class IPCFileReader: BatchReader {
     }
 
     /// The file mapping `next()` walks, whose pages it hands back behind itself.
-    var pages: MappedPages?
+    private var pages: MappedPages?
 
     /// All batches.
     public func readAll() throws -> [RecordBatch] {

@@ -19,7 +19,7 @@ public final class IPCStreamReader: BatchReader {
     private let source: ByteSource?
     private var ended = false
     /// The file mapping this reader walks, whose pages it hands back behind itself.
-    var pages: MappedPages?
+    private var pages: MappedPages?
 
     /// A reader over a complete stream in memory (zero-copy). Reads the schema message.
     public init(buffer: Buffer, options: IPCReadOptions = IPCReadOptions()) throws {
@@ -46,9 +46,15 @@ public final class IPCStreamReader: BatchReader {
         if path == "-" || file.isLive {
             try self.init(source: file, options: options)
         } else {
-            try self.init(buffer: try file.readAll(), options: options)
-            pages = file.mapping
+            try self.init(mapping: file, options: options)
         }
+    }
+
+    /// A reader over the whole of a regular file, memory-mapped when possible; the pages it
+    /// has read past are handed back to the kernel (`MappedPages`).
+    convenience init(mapping file: InputFile, options: IPCReadOptions) throws {
+        try self.init(buffer: try file.readAll(), options: options)
+        pages = file.mapping
     }
 
     /// Custom metadata of the last record batch message read.
