@@ -10,10 +10,10 @@ little-endian envelope::
     offset size field
     0      4    magic     "ISTH" (49 53 54 48)
     4      1    major     1
-    5      1    minor     0
+    5      1    minor     1
     6      1    kind      1..10
-    7      1    flags     bit 0 LAST (reserved), bit 1 ROW_ERRORS (RESULT only);
-                          unknown bits are ignored
+    7      1    flags     bit 0 LAST (reserved), bit 1 ROW_ERRORS (RESULT only),
+                          bit 2 SHM (BATCH and RESULT, 1.1); unknown bits are ignored
     8      2    stage     u16, 0xFFFF = no stage
     10     2    reserved  must be 0
     12     4    attempt   u32

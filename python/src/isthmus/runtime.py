@@ -692,7 +692,11 @@ class Worker:
         failed: dict[str, Any] | None = None,
     ) -> None:
         """RESULT for ``env``: written into the result region the host offered when it
-        fits (SHM flag, a descriptor frame), else as Arrow IPC frames."""
+        fits (SHM flag, a descriptor frame), else as Arrow IPC frames.
+
+        Once the result is in its region, ``batches`` is emptied: the outputs may be views of
+        the input, and a caller that holds no other reference to the input lets its region go
+        back with this RESULT (section 17.2) instead of in a RELEASE of its own."""
         last = len(self.stages) - 1
         flags = P.FLAG_ROW_ERRORS if failed is not None else 0
         head = [P.dumps_json(failed)] if failed is not None else []
@@ -700,8 +704,10 @@ class Worker:
             offset, capacity = region
             written = self._arena.write_stream(offset, capacity, schema, batches)
             if written is not None:
+                batches.clear()
+                released = self._arena.take_released()
                 out = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=flags | P.FLAG_SHM)
-                self._send([out, *head, P.RESULT_REGION.pack(offset, written)])
+                self._send([out, *head, P.RESULT_REGION.pack(offset, written) + P.encode_release(released)])
                 return
         out = P.encode_envelope(P.Kind.RESULT, stage=last, attempt=env.attempt, sequence=env.sequence, flags=flags)
         self._send([out, *head, *self._encoder.encode(schema, batches)])
@@ -974,20 +980,8 @@ class Worker:
                 return
             first = failure.index, failure.report
         else:
-            if region is not None and self._arena is not None:
-                written = self._arena.write_stream(region[0], region[1], schema, batches)
-                if written is not None:
-                    # The result is in its region: drop every reference to the input first, so
-                    # that its region goes back with this RESULT (section 17.2) instead of in a
-                    # RELEASE of its own (one message less per batch).
-                    del batch, batches, current
-                    released = self._arena.take_released()
-                    out = P.encode_envelope(
-                        P.Kind.RESULT, stage=len(self.stages) - 1, attempt=env.attempt, sequence=env.sequence, flags=P.FLAG_SHM
-                    )
-                    self._send([out, P.RESULT_REGION.pack(region[0], written) + P.encode_release(released)])
-                    return
-            self._send_result(env, schema, batches, None)  # no region, or the result did not fit
+            del batch, current  # only the outputs may still refer to the input (see _send_result)
+            self._send_result(env, schema, batches, region)
             return
         # Outside the except clause, so that the UDF's exceptions during isolation
         # are not chained to this one.
