@@ -52,6 +52,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.ipc as ipc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+import hostinfo  # noqa: E402
 import udfs  # noqa: E402
 import workloads  # noqa: E402
 
@@ -354,26 +355,11 @@ def fmt(r: dict) -> str:
 
 
 def machine(versions: dict[str, str]) -> dict:
-    cpu, processors = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("processor"):
-                processors += 1
-    except OSError:
-        pass
-    try:
-        load = Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        load = "unknown"
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60).stderr.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         java = "not found"
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": processors or os.cpu_count(), "usable_cores": usable, "load_at_start": load,
-            "os": platform.system(), "python": platform.python_version(), "java": java,
+    return {**hostinfo.host(), "python": platform.python_version(), "java": java,
             "pyarrow": pa.__version__, "pandas": pd.__version__, "numpy": np.__version__, **versions}
 
 

@@ -19,7 +19,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import re
 import signal
 import shutil
@@ -44,6 +43,7 @@ import pyarrow.ipc as ipc  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import hostinfo  # noqa: E402
 import workloads  # noqa: E402
 
 BIN = os.path.abspath(os.environ.get("ISTHMUS_BIN") or REPO / ".build" / "release" / "isthmus")
@@ -592,27 +592,12 @@ def host_memory(scale: int) -> dict:
 # -- machine and anchors -----------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu, processors = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("processor"):
-                processors += 1
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     r = run_proc([BIN, "--version"], timeout=60)
     version = r.out.strip().splitlines()[0] if r.rc == 0 and r.out.strip() else "unknown"
     r = run_proc([PY, "-c", "import platform, pyarrow, numpy, zmq; "
                   "print(platform.python_version(), pyarrow.__version__, numpy.__version__, zmq.__version__)"], timeout=60)
     py, pyarrow, numpy, pyzmq = (r.out.split() + ["unknown"] * 4)[:4] if r.rc == 0 else ["unknown"] * 4
-    try:
-        load = Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        load = "unknown"
-    return {"cpu": cpu, "cores": processors or os.cpu_count(), "usable_cores": usable, "load_at_start": load, "isthmus": version,
-            "python": py, "pyarrow": pyarrow, "numpy": numpy, "pyzmq": pyzmq, "os": platform.system()}
+    return {**hostinfo.host(), "isthmus": version, "python": py, "pyarrow": pyarrow, "numpy": numpy, "pyzmq": pyzmq}
 
 
 def load_anchors(this_machine: dict, date: str) -> dict:
