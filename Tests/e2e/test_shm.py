@@ -115,12 +115,22 @@ def test_inputs_kept_until_exit_stay_readable(tmp_path):
     assert abs(float(total) - float(w1(n).column("x").to_numpy().sum())) < 1e-6
 
 
-def test_a_worker_answering_twice_from_the_arena_is_replaced_not_fatal(tmp_path):
+EVIL_ROWS = 50_000
+
+
+def evil_run(tmp_path, output: str, *extra: str, **env: str):
+    """`isthmus run` of EVIL_ROWS rows through arena_evil.py:strings, whose worker misbehaves as
+    `env` selects (ARENA_EVIL=...)."""
     src = tmp_path / "in.arrows"
-    write_stream(src, w1(50_000))
-    r = run_cli("run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf",
-                f"{udf('arena_evil.py')}:strings", "--workers", "1", "--max-retries", "1", "--no-progress",
-                env={"ARENA_EVIL": "double"})
+    write_stream(src, w1(EVIL_ROWS))
+    out = tmp_path / output
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
+                "--no-progress", *extra, env=env)
+    return r, out
+
+
+def test_a_worker_answering_twice_from_the_arena_is_replaced_not_fatal(tmp_path):
+    r, _ = evil_run(tmp_path, "o.arrows", "--workers", "1", "--max-retries", "1", ARENA_EVIL="double")
     err = r.stderr.decode()
     assert r.returncode == 1, err  # a run failure, not a crash (132/134/139)
     assert "not a valid Arrow IPC stream" in err
@@ -129,14 +139,10 @@ def test_a_worker_answering_twice_from_the_arena_is_replaced_not_fatal(tmp_path)
 
 
 def test_a_worker_rewriting_its_result_later_cannot_touch_the_host(tmp_path):
-    n = 50_000
-    src = tmp_path / "in.arrows"
-    write_stream(src, w1(n))
-    out = tmp_path / "o.csv"
+    n = EVIL_ROWS
     log = tmp_path / "evil.log"
-    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
-                "--workers", "2", "--batch-rows", "8192", "--no-progress",
-                env={"ARENA_EVIL": "rewrite", "ARENA_EVIL_LOG": str(log)})
+    r, out = evil_run(tmp_path, "o.csv", "--workers", "2", "--batch-rows", "8192",
+                      ARENA_EVIL="rewrite", ARENA_EVIL_LOG=str(log))
     assert r.returncode == 0, r.stderr.decode()
     assert log.read_text().startswith("scribbled")  # the worker did overwrite its result region
     got = pa.csv.read_csv(str(out))
@@ -156,13 +162,9 @@ def test_bad_arena_sizes_are_usage_errors(tmp_path):
 
 
 def test_a_worker_releasing_a_region_it_was_not_lent_is_replaced(tmp_path):
-    n = 50_000
-    src = tmp_path / "in.arrows"
-    write_stream(src, w1(n))
-    out = tmp_path / "o.arrows"
-    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
-                "--workers", "1", "--batch-rows", "8192", "--no-progress",
-                env={"ARENA_EVIL": "release", "ARENA_EVIL_FLAG": str(tmp_path / "misbehaved")})
+    n = EVIL_ROWS
+    r, out = evil_run(tmp_path, "o.arrows", "--workers", "1", "--batch-rows", "8192",
+                      ARENA_EVIL="release", ARENA_EVIL_FLAG=str(tmp_path / "misbehaved"))
     err = r.stderr.decode()
     assert r.returncode == 0, err
     assert "released arena region 790080, which it was not lent; replacing it" in err

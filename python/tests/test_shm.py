@@ -133,13 +133,18 @@ def _answer(host: RawHost) -> tuple[P.Envelope, list[bytes], list[int]]:
             return env, rest, released
 
 
+def _ready_with_arena(host: RawHost, write_udf, module: str, name: str, path: str) -> P.Ready:  # type: ignore[no-untyped-def]
+    """Starts a worker on ``module:name`` (from LIN), offers it the arena at ``path`` and returns its READY."""
+    udf = write_udf(module, LIN)
+    host.spawn()
+    env, rest = host.handshake(f"{udf}:{name}", pa.schema([("x", pa.int64())]), shm=P.ShmOffer(path, ARENA))
+    assert env.kind == P.Kind.READY
+    return P.parse_ready(P.loads_json(rest[0], "READY"))
+
+
 def test_worker_reads_and_writes_the_arena(raw_host: RawHost, write_udf, arena_file) -> None:  # type: ignore[no-untyped-def]
     path, mm = arena_file
-    udf = write_udf("shm_lin.py", LIN)
-    raw_host.spawn()
-    env, rest = raw_host.handshake(f"{udf}:lin", pa.schema([("x", pa.int64())]), shm=P.ShmOffer(path, ARENA))
-    assert env.kind == P.Kind.READY
-    assert P.parse_ready(P.loads_json(rest[0], "READY")).shm is True
+    assert _ready_with_arena(raw_host, write_udf, "shm_lin.py", "lin", path).shm is True
 
     # In the arena both ways.
     batch = pa.record_batch({"x": pa.array(range(5000), pa.int64())})
@@ -174,10 +179,7 @@ def test_worker_reads_and_writes_the_arena(raw_host: RawHost, write_udf, arena_f
 
 def test_a_udf_that_keeps_its_inputs_holds_their_regions(raw_host: RawHost, write_udf, arena_file) -> None:  # type: ignore[no-untyped-def]
     path, mm = arena_file
-    udf = write_udf("shm_keep.py", LIN)
-    raw_host.spawn()
-    env, _ = raw_host.handshake(f"{udf}:keep", pa.schema([("x", pa.int64())]), shm=P.ShmOffer(path, ARENA))
-    assert env.kind == P.Kind.READY
+    assert _ready_with_arena(raw_host, write_udf, "shm_keep.py", "keep", path).shm is True
     batch = pa.record_batch({"x": pa.array(range(100), pa.int64())})
     for seq, at in ((1, 0), (2, 65536)):
         _shm_batch(raw_host, mm, seq, batch, at=at, result_at=1 << 20, capacity=65536)
@@ -187,12 +189,7 @@ def test_a_udf_that_keeps_its_inputs_holds_their_regions(raw_host: RawHost, writ
 
 
 def test_an_arena_the_worker_cannot_open_falls_back_to_frames(raw_host: RawHost, write_udf) -> None:  # type: ignore[no-untyped-def]
-    udf = write_udf("shm_lin2.py", LIN)
-    raw_host.spawn()
-    env, rest = raw_host.handshake(f"{udf}:lin", pa.schema([("x", pa.int64())]),
-                                   shm=P.ShmOffer("/proc/self/fd/987654", ARENA))
-    assert env.kind == P.Kind.READY
-    ready = P.parse_ready(P.loads_json(rest[0], "READY"))
+    ready = _ready_with_arena(raw_host, write_udf, "shm_lin2.py", "lin", "/proc/self/fd/987654")
     assert ready.shm is False and ready.shm_error and "/proc/self/fd/987654" in ready.shm_error
     batch = pa.record_batch({"x": pa.array([1, 2], pa.int64())})
     raw_host.send(P.encode_envelope(P.Kind.BATCH, stage=0, sequence=1), _stream(batch))
