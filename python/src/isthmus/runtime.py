@@ -99,6 +99,16 @@ def _frame_buffer(f: Any) -> pa.Buffer:
     return pa.py_buffer(f.buffer if isinstance(f, zmq.Frame) else f)
 
 
+def _record_batch_message(buf: pa.Buffer, schema: pa.Schema) -> tuple[pa.RecordBatch, int] | None:
+    """The record batch in the IPC message at the start of ``buf``, read in place, and the
+    message's size in bytes; ``None`` when that message is not a record batch."""
+    msg = pa.ipc.read_message(buf)
+    if msg.type != "record batch":
+        return None
+    body = msg.body.size if msg.body is not None else 0
+    return pa.ipc.read_record_batch(msg, schema), 8 + msg.metadata.size + body
+
+
 def _read_aligned(frames: list[Any]) -> tuple[pa.Schema, list[pa.RecordBatch]] | None:
     """Reads a payload whose frames are aligned to IPC messages (schema, one frame
     per record batch message, end-of-stream), every batch in place; ``None`` when
@@ -119,11 +129,10 @@ def _read_aligned(frames: list[Any]) -> tuple[pa.Schema, list[pa.RecordBatch]] |
         schema = pa.ipc.read_schema(head)
         batches = []
         for b in bufs[1:-1]:
-            msg = pa.ipc.read_message(b)
-            body = msg.body.size if msg.body is not None else 0
-            if msg.type != "record batch" or 8 + msg.metadata.size + body != b.size:
+            got = _record_batch_message(b, schema)
+            if got is None or got[1] != b.size:
                 return None
-            batches.append(pa.ipc.read_record_batch(msg, schema))
+            batches.append(got[0])
     except (pa.ArrowException, OSError, ValueError):
         return None  # let the general path report the error
     return schema, batches
@@ -582,11 +591,11 @@ class SharedArena:
         head = self._schema_message
         if head is not None and length > len(head) + 8 and self._view[offset : offset + len(head)] == head:
             try:
-                msg = pa.ipc.read_message(buf.slice(len(head)))
-                body = msg.body.size if msg.body is not None else 0
-                end = len(head) + 8 + msg.metadata.size + body
-                if msg.type == "record batch" and end + 8 == length and bytes(self._view[offset + end : offset + length]) == P.EOS_MARKER:
-                    return pa.ipc.read_record_batch(msg, self._schema)
+                got = _record_batch_message(buf.slice(len(head)), self._schema)
+                if got is not None:
+                    end = len(head) + got[1]
+                    if end + 8 == length and bytes(self._view[offset + end : offset + length]) == P.EOS_MARKER:
+                        return got[0]
             except (pa.ArrowException, OSError, ValueError):
                 pass  # the general path below reports what is wrong
         batch = read_single_batch([buf])
