@@ -416,7 +416,7 @@ final class PoolIO: @unchecked Sendable {
         var inArena: (lease: ArenaLease, length: Int)?
         if envelope.flags & Envelope.shmFlag != 0 {
             guard frames.count == payloadStart + 1, let offered = batch.offered, let lease = batch.resultRegion else {
-                workerFault(s, "sent a RESULT with the SHM flag for batch \(batch.sequence), which was not given a result region")
+                workerFault(s, "sent a RESULT for batch \(batch.sequence) with the SHM flag: expected an Arrow IPC payload (the batch had no result region) but found \(frames.count - payloadStart) descriptor frame\(frames.count - payloadStart == 1 ? "" : "s")")
                 return
             }
             do {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import pyarrow as pa
 import pyarrow.csv  # noqa: F401
 import pyarrow.ipc as ipc
@@ -171,3 +172,18 @@ def test_a_worker_releasing_a_region_it_was_not_lent_is_replaced(tmp_path):
     got = ipc.open_stream(str(out)).read_all()
     assert got.column("id").to_pylist() == list(range(n))  # its batches were resent, none lost or doubled
     assert got.column("s").to_pylist() == [str(i) for i in range(n)]
+
+
+@pytest.mark.parametrize(("mode", "batch_rows", "said"), [
+    ("wrong-offset", "8192", "with a bad region descriptor: expected the result at arena offset"),
+    ("unasked", "1000", "sent a RESULT for batch 0 with the SHM flag: expected an Arrow IPC payload (the batch had no result region) but found 1 descriptor frame"),
+])
+def test_a_result_descriptor_the_host_did_not_offer_gets_the_worker_replaced(tmp_path, mode, batch_rows, said):
+    r, out = evil_run(tmp_path, "o.arrows", "--workers", "1", "--batch-rows", batch_rows,
+                      ARENA_EVIL=mode, ARENA_EVIL_FLAG=str(tmp_path / "misbehaved"))
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert said in err and "replacing it" in err
+    got = ipc.open_stream(str(out)).read_all()
+    assert got.column("id").to_pylist() == list(range(EVIL_ROWS))
+    assert got.column("s").to_pylist() == [str(i) for i in range(EVIL_ROWS)]

@@ -64,8 +64,28 @@ def _bogus_release_once(self, frames):
     _send(self, frames)
 
 
+def _bad_descriptor_once(self, frames):
+    """Once in the run: a RESULT whose arena descriptor does not match what the host offered
+    ("wrong-offset": another offset; "unasked": for a batch sent as frames, with no region)."""
+    flag = os.environ["ARENA_EVIL_FLAG"]
+    env = P.decode_envelope(bytes(frames[0]))
+    if env.kind == P.Kind.RESULT and not os.path.exists(flag):
+        shm = _shm_result(frames) is not None
+        mode = os.environ["ARENA_EVIL"]
+        if (mode == "wrong-offset" and shm) or (mode == "unasked" and not shm):
+            open(flag, "w").close()
+            bad = P.encode_envelope(P.Kind.RESULT, stage=env.stage, attempt=env.attempt, sequence=env.sequence,
+                                    flags=P.FLAG_SHM)
+            offset = _last_region["region"][0] + 64 if shm else 0
+            return _send(self, [bad, P.RESULT_REGION.pack(offset, 8)])
+    _send(self, frames)
+
+
 if os.environ.get("ARENA_EVIL") == "release":
     R.Worker._send = _bogus_release_once
+elif os.environ.get("ARENA_EVIL") in ("wrong-offset", "unasked"):
+    R.SharedArena.write_stream = _recording_write
+    R.Worker._send = _bad_descriptor_once
 elif os.environ.get("ARENA_EVIL") in ("double", "rewrite"):
     R.SharedArena.write_stream = _recording_write
     R.Worker._send = _double_result if os.environ["ARENA_EVIL"] == "double" else _rewrite_later
