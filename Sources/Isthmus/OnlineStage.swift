@@ -16,6 +16,7 @@ public final class OnlineStage: Sendable {
         var config = options.poolConfiguration(stages: [ControlDocuments.Stage(name: name ?? Pipeline.stageName(udf), udf: udf)],
                                                inputSchema: inputSchema, log: log)
         config.ordered = true
+        config.callerDriven = true
         config.requireSameRowCount = false
         pool = try WorkerPool(config)
     }
@@ -23,8 +24,7 @@ public final class OnlineStage: Sendable {
     /// Sends `batch` and waits for its result (blocking the calling thread).
     public func submitBlocking(_ batch: RecordBatch) throws -> RecordBatch {
         let start = rowCounter.withLock { r -> Int in defer { r += batch.length }; return r }
-        let sequence = try pool.submit(batch, rowStart: start)
-        let result = try pool.result(for: sequence)
+        let result = try pool.request(batch, rowStart: start)
         if result.batches.count == 1 { return result.batches[0] }
         if result.batches.isEmpty {
             throw BridgeError(.schemaMismatch, "expected the function to return a result batch but found an empty stream")

@@ -29,6 +29,13 @@ public struct PoolConfiguration: Sendable {
     public var threadsPerWorker: Int?
     /// Deliver results in input order (true) or as they complete.
     public var ordered: Bool = true
+    /// Every batch is sent with `WorkerPool.request` (or `submit` + `result(for:)`), so a waiting
+    /// caller always turns the I/O loop: once the workers are ready, the I/O thread stops
+    /// watching the socket and only wakes for process exits, stop requests and every
+    /// `nextTimeout` for heartbeats and deadlines. It would otherwise wake up with every answer
+    /// and take a CPU the caller or the worker needs (one-row requests, p50, unpinned on two
+    /// cores: see bench/README.md).
+    public var callerDriven: Bool = false
     /// Largest result (bytes of one RESULT) accepted; larger results fail the run.
     public var maxResultBytes: Int = 1 << 30
     /// Results must have exactly as many rows as the batch (needed to append input columns).

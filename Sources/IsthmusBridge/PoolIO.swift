@@ -5,11 +5,24 @@ import IsthmusZMQ
 import Glibc
 #endif
 
-/// The I/O thread of a `WorkerPool`: owns the ROUTER socket, launches and supervises the
+/// The I/O side of a `WorkerPool`: owns the ROUTER socket, launches and supervises the
 /// worker processes, speaks the protocol, enforces credits, deadlines and retries.
-/// Everything here runs on that one thread, except `prepare()` (before it starts).
+///
+/// Who runs it: whoever holds `baton`. Normally that is the pool's I/O thread (`run()`), but a
+/// caller waiting for the answer to its own request may take the baton and turn the loop
+/// itself (`drive(until:)`), so that a one-row request goes caller → socket → worker → socket
+/// → caller without two more thread wake-ups through the I/O thread. The I/O thread waits for
+/// work *without* the baton, by polling the socket's file descriptor (`ZMQ_FD`) and the
+/// wake-up pipe with poll(2), so a caller never waits behind a sleeping I/O thread.
+///
+/// `ZMQ_FD` is edge-triggered (zmq_getsockopt(3)): it becomes readable when the socket has
+/// commands to process, not while messages wait. So every holder of the baton keeps this rule:
+/// before giving the baton back, it has seen `ZMQ_EVENTS` without POLLIN after its last send or
+/// receive (`turn()` ends that way). Any message that arrives later makes the descriptor
+/// readable again, and whoever is polling it wakes up.
 final class PoolIO: @unchecked Sendable {
-    // @unchecked: used by exactly one thread at a time (the creator until `run()`, then the I/O thread).
+    // @unchecked: all state is used only by the holder of `baton` (the creator until `run()`
+    // starts, then the I/O thread or a driving caller).
 
     /// Per-slot supervision state.
     final class Slot {
@@ -58,6 +71,10 @@ final class PoolIO: @unchecked Sendable {
     var onReady: (@Sendable () -> Void)?
     private var readySignalled = false
     private var stopping = false
+    /// Held by whoever turns the loop (see the type's comment).
+    let baton = NSLock()
+    /// The ROUTER's `ZMQ_FD`, polled with poll(2) by whoever waits for the socket.
+    private var socketFD: Int32 = -1
 
     init(configuration: PoolConfiguration, shared: PoolShared, wakeFD: Int32, wakeWrite: Int32, schemaMessage: Buffer,
          arena: SharedArena? = nil) throws {
@@ -97,6 +114,7 @@ final class PoolIO: @unchecked Sendable {
         } catch let error as ZMQError {
             throw BridgeError(.startup, "cannot open the worker socket\(configuration.listen.map { " at \($0)" } ?? ""): \(error)")
         }
+        socketFD = router.fileDescriptor
         token = RunDirectory.randomToken()
         if let arena { shared.locked { shared.stats.arenaBytes = arena.size } }
     }
@@ -178,29 +196,76 @@ final class PoolIO: @unchecked Sendable {
 
     // MARK: - The loop
 
+    /// The I/O thread: turns the loop whenever the socket, the wake-up pipe or a deadline says
+    /// so, until the run is over; then closes everything.
     func run() {
-        var poller = Poller()
-        poller.add(router)
-        poller.add(fd: wakeFD)
-        var drain = [UInt8](repeating: 0, count: 256)
+        var wakeReadable = true
         while true {
-            let timeout = nextTimeoutMilliseconds()
-            // Only what poll reported: each needless read or receive is a system call, and a
-            // one-row request makes a dozen round trips through this loop's callers.
-            let events = (try? poller.poll(timeoutMilliseconds: timeout)) ?? [.readable, .readable]
-            if events[1].contains(.readable) {
-                _ = drain.withUnsafeMutableBytes { read(wakeFD, $0.baseAddress, $0.count) }
+            baton.lock()
+            if turn(wakeReadable: wakeReadable) {
+                finish()
+                baton.unlock()
+                return
             }
-            if events[0].contains(.readable) { receiveAll() }
+            let watch = !(configuration.callerDriven && readySignalled && slots.allSatisfy { $0.phase == .ready })
+            baton.unlock()
+            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), watchSocket: watch)
+        }
+    }
+
+    /// Turns the loop for a caller waiting on its own request until `satisfied()` holds (its
+    /// answer arrived), the pool failed or is stopping. Returns at once if the I/O thread has
+    /// finished. A caller that stops because the run is ending wakes the I/O thread to finish it.
+    func drive(until satisfied: () -> Bool) {
+        baton.lock()
+        defer { baton.unlock() }
+        var wakeReadable = false
+        while true {
+            if shared.locked({ shared.ioFinished }) { return }
+            if turn(wakeReadable: wakeReadable) {
+                poke()
+                return
+            }
+            if satisfied() { return }
+            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds())
+        }
+    }
+
+    /// One turn of the loop, by the holder of the baton: drains the wake-up pipe when it was
+    /// readable, receives and handles every message, process exit and deadline, sends what the
+    /// credits allow. Returns true when the run is over (failed, stopped or done).
+    private func turn(wakeReadable: Bool) -> Bool {
+        if wakeReadable {
+            var drain = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            _ = withUnsafeMutableBytes(of: &drain) { read(wakeFD, $0.baseAddress, $0.count) }
+        }
+        repeat {
+            receiveAll()
             handleEvents()
             takeInbox()
             checkDeadlines()
-            if failed || shared.locked({ shared.stopRequested }) { break }
+            if failed || shared.locked({ shared.stopRequested }) { return true }
             dispatch()
             signalReadyIfAllReady()
-            if isDone() { break }
-        }
-        finish()
+            if isDone() { return true }
+            // The sends above may have taken the socket's notice of a message that arrived in
+            // the meantime: look again, so no message waits behind a quiet descriptor.
+        } while router.events.contains(.readable)
+        return false
+    }
+
+    /// Sleeps until the socket or the wake-up pipe is readable, or the timeout; returns whether
+    /// the wake-up pipe was readable.
+    private func waitForWork(timeoutMilliseconds: Int, watchSocket: Bool = true) -> Bool {
+        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)]
+        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, watchSocket ? 2 : 1, Int32(timeoutMilliseconds)) }
+        return n > 0 && fds[0].revents & Int16(POLLIN) != 0
+    }
+
+    /// Wakes whoever polls the wake-up pipe (the I/O thread, a driving caller).
+    private func poke() {
+        var b: UInt8 = 1
+        _ = write(wakeWrite, &b, 1)
     }
 
     private var failed: Bool { shared.locked { shared.failure != nil } }

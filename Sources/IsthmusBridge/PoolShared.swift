@@ -68,6 +68,8 @@ final class PoolShared: @unchecked Sendable {
     var inputFinished = false
     var stopRequested = false
     var ioFinished = false
+    /// Whether a caller is turning the I/O loop for its own request (`WorkerPool.result(for:)`).
+    var driving = false
     var failure: BridgeError?
     var stats = PoolStats()
 

@@ -7,11 +7,13 @@ import Glibc
 
 /// Runs Python stages on a pool of long-lived worker processes.
 ///
-/// Threading model: one dedicated I/O thread owns the ROUTER socket and every worker's
-/// protocol state; nothing else touches the socket. `submit(_:)` (any thread) encodes the
-/// batch into zero-copy IPC pieces, waits for room in the bounded window and hands it to the
-/// I/O thread through `PoolShared`, waking it through a pipe. `next()` (any thread) waits for
-/// the next result in input order. Memory is bounded by the window: at most
+/// Threading model: the ROUTER socket and every worker's protocol state belong to `PoolIO`,
+/// used by one thread at a time. `submit(_:)` (any thread) encodes the batch into zero-copy IPC
+/// pieces, waits for room in the bounded window and hands it over through `PoolShared`, waking
+/// the I/O thread through a pipe; `next()` (any thread) waits for the next result in input
+/// order. Request/response callers (`result(for:)`, `request(_:rowStart:)`) instead turn the
+/// I/O loop themselves while they wait, one at a time, which takes the I/O thread out of the
+/// path of a one-row request. Memory is bounded by the window: at most
 /// `workers × credits × 2` batches are submitted and not yet consumed.
 public final class WorkerPool: @unchecked Sendable {
     // @unchecked: `shared` is guarded by its condition; `io` is touched only by the I/O thread
@@ -104,6 +106,18 @@ public final class WorkerPool: @unchecked Sendable {
     /// (backpressure). Throws the pool's failure if it has failed. Returns the sequence number.
     @discardableResult
     public func submit(_ batch: RecordBatch, rowStart: Int, slot: Int? = nil, keepInput: Bool = false) throws -> UInt64 {
+        try submit(batch, rowStart: rowStart, slot: slot, keepInput: keepInput, willWait: false)
+    }
+
+    /// Sends one batch and waits for its result (request/response use): the calling thread
+    /// turns the I/O loop itself while it waits (see the type's comment).
+    public func request(_ batch: RecordBatch, rowStart: Int) throws -> PoolResult {
+        try result(for: submit(batch, rowStart: rowStart, slot: nil, keepInput: false, willWait: true))
+    }
+
+    /// `willWait`: the caller goes on to `result(for:)`. Then, unless another caller is driving
+    /// the I/O loop already, nobody needs waking: the caller will drive it and send the batch.
+    private func submit(_ batch: RecordBatch, rowStart: Int, slot: Int?, keepInput: Bool, willWait: Bool) throws -> UInt64 {
         guard batch.schema == configuration.inputSchema else {
             throw BridgeError(.schemaMismatch, "expected batches with schema (\(configuration.inputSchema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", "))) but found (\(batch.schema.fields.map { "\($0.name): \($0.type)" }.joined(separator: ", ")))")
         }
@@ -118,7 +132,7 @@ public final class WorkerPool: @unchecked Sendable {
             payload = [lease.buffer(count: bytes)]
             region = lease
         }
-        let sequence: UInt64 = try shared.locked {
+        let (sequence, needsWake): (UInt64, Bool) = try shared.locked {
             while shared.failure == nil && !shared.stopRequested && Int(shared.submitted - shared.consumed) >= window {
                 shared.condition.wait()
             }
@@ -131,9 +145,9 @@ public final class WorkerPool: @unchecked Sendable {
             shared.stats.batches += 1
             shared.stats.rowsIn += batch.length
             shared.stats.bytesOut += bytes
-            return s
+            return (s, !willWait || shared.driving)
         }
-        wake()
+        if needsWake { wake() }
         return sequence
     }
 
@@ -173,17 +187,41 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Waits for the result of batch `sequence` (request/response use; do not mix with `next()`).
+    /// While it waits, the calling thread turns the I/O loop itself unless another caller is
+    /// doing so already; then it waits until that caller has its answer or one for this batch
+    /// has arrived, whichever comes first.
     public func result(for sequence: UInt64) throws -> PoolResult {
-        try shared.locked {
-            while true {
-                if let failure = shared.failure { throw failure }
-                if let r = shared.completed.removeValue(forKey: sequence) ?? takeUnordered(sequence) {
-                    shared.consumed += 1
-                    shared.condition.broadcast()
-                    return r
+        enum Next { case done(PoolResult), drive }
+        while true {
+            let next: Next = try shared.locked {
+                while true {
+                    if let failure = shared.failure { throw failure }
+                    if let r = shared.completed.removeValue(forKey: sequence) ?? takeUnordered(sequence) {
+                        shared.consumed += 1
+                        shared.condition.broadcast()
+                        return .done(r)
+                    }
+                    if shared.ioFinished { throw BridgeError(.cancelled, "the pool stopped before batch \(sequence) was answered") }
+                    // Once stopping, the I/O thread ends the run; wait for it instead.
+                    if !shared.driving && !shared.stopRequested {
+                        shared.driving = true
+                        return .drive
+                    }
+                    shared.condition.wait()
                 }
-                if shared.ioFinished { throw BridgeError(.cancelled, "the pool stopped before batch \(sequence) was answered") }
-                shared.condition.wait()
+            }
+            switch next {
+            case .done(let r):
+                return r
+            case .drive:
+                let state = shared
+                io.drive {
+                    state.locked { state.completed[sequence] != nil || state.completedFIFO.contains { $0.sequence == sequence } }
+                }
+                state.locked {
+                    state.driving = false
+                    state.condition.broadcast()
+                }
             }
         }
     }
