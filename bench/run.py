@@ -444,11 +444,11 @@ def trajectory(sizes: list[list[float]], points: int = 12) -> str:
 
 # -- latency -----------------------------------------------------------------------------------
 
-L1_PATHS = ("isthmus_submit", "pure_python_host", "raw_pyzmq_round_trip")
+L1_PATHS = ("isthmus_submit", "isthmus_submit_socket", "pure_python_host", "raw_pyzmq_round_trip")
 
 
 def latency(n: int, rounds: int = 3) -> dict:
-    """The three L1 paths, interleaved over `rounds` rounds; each path reports its median round
+    """The L1 paths, interleaved over `rounds` rounds; each path reports its median round
     (by p50), and every round's p50. Each path runs twice: as the scheduler places it, and with
     every process of the path pinned to one CPU (`taskset -c 0`, inherited by the workers). A
     one-row request is a chain of thread wake-ups in which only one thread works at a time; on
@@ -458,6 +458,9 @@ def latency(n: int, rounds: int = 3) -> dict:
     base = {
         "isthmus_submit": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
                            "--warmup", str(WARMUP), "--python", PY],
+        # The same without the arena, so without doorbells: every request through the socket.
+        "isthmus_submit_socket": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
+                                  "--warmup", str(WARMUP), "--python", PY, "--shm-arena", "0"],
         "pure_python_host": [PY, "-c", PY_HOST, f"{UDFS}:{workloads.L1_UDF}", str(n), str(WARMUP)],
         "raw_pyzmq_round_trip": [PY, "-c", RAW_ZMQ, str(n), str(WARMUP)],
     }
@@ -699,13 +702,14 @@ def markdown(res: dict) -> str:
         lat = res["latency"]
         md += ["", "## L1: one-row request latency", "",
                f"{lat['requests']:,} sequential one-row requests (id int64, x float64) → y = 2x + 1, after "
-               f"{lat['warmup']} untimed ones; the three paths interleaved over {lat['rounds']} rounds, each row the "
+               f"{lat['warmup']} untimed ones; the paths interleaved over {lat['rounds']} rounds, each row the "
                "path's median round (by p50). Each path also runs with all its processes pinned to one CPU "
                "(`taskset -c 0`): a request is a chain of thread wake-ups with one thread working at a time, "
                "and on a virtual machine a wake-up on another, idle virtual CPU is expensive.", "",
                "| path | p50 µs | p90 µs | p99 µs | mean µs | p50 of each round µs |",
                "| --- | ---: | ---: | ---: | ---: | --- |"]
-        labels = {"isthmus_submit": "Isthmus online submit (`isthmus bench latency`, Swift host)",
+        labels = {"isthmus_submit": "Isthmus online submit (`isthmus bench latency`, Swift host; doorbells, PROTOCOL.md §18)",
+                  "isthmus_submit_socket": "Isthmus online submit through the socket only (`--shm-arena 0`: no doorbells)",
                   "pure_python_host": "pure-Python pyzmq host (`isthmus.testing.LocalHost`), same worker and UDF",
                   "raw_pyzmq_round_trip": "raw pyzmq REQ/REP round trip of 16 bytes, two processes, ipc://"}
         rows = [(k, labels[k]) for k in L1_PATHS] + [(f"{k}_one_cpu", labels[k] + ", **all on one CPU**")
@@ -909,7 +913,7 @@ def plot(res: dict, path: Path) -> str:
     x = np.arange(len(lat_keys))
     ax.bar(x - 0.2, [lat[k]["p50_us"] for k in lat_keys], 0.4, label="p50")
     ax.bar(x + 0.2, [lat[k]["p99_us"] for k in lat_keys], 0.4, label="p99")
-    names = {"isthmus_submit": "Isthmus", "pure_python_host": "Python\nhost", "raw_pyzmq_round_trip": "raw\nzmq"}
+    names = {"isthmus_submit": "Isthmus", "isthmus_submit_socket": "Isthmus\nsocket", "pure_python_host": "Python\nhost", "raw_pyzmq_round_trip": "raw\nzmq"}
     ax.set_xticks(x, [names[k.removesuffix("_one_cpu")] + ("\n(1 CPU)" if k.endswith("_one_cpu") else "")
                       for k in lat_keys], fontsize=7)
     ax.set_ylabel("µs")

@@ -37,6 +37,18 @@ public enum ControlDocuments {
         /// The shared arena this worker may map (1.1, §17); only offered to local workers that
         /// announced the `shm` capability.
         public var shm: ShmOffer?
+        /// This worker's doorbells (§18); only offered with `shm`, to workers that announced
+        /// the `doorbell` capability, by pools whose callers wait for each request.
+        public var doorbell: DoorbellOffer?
+    }
+
+    /// OPEN `doorbell`: the two FIFOs and the two mailboxes in the arena.
+    public struct DoorbellOffer: Codable, Sendable, Equatable {
+        public var requestFifo: String
+        public var replyFifo: String
+        public var requestOffset: Int
+        public var replyOffset: Int
+        public var size: Int
     }
 
     /// OPEN `shm`: where the arena is and how big it is.
@@ -60,6 +72,9 @@ public enum ControlDocuments {
         public var shm: Bool?
         /// Why it could not, when it could not.
         public var shmError: String?
+        /// Whether the worker opened the doorbells OPEN offered (absent: no), and why not.
+        public var doorbell: Bool?
+        public var doorbellError: String?
     }
 
     /// ERROR, worker → host.

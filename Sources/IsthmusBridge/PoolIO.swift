@@ -45,6 +45,12 @@ final class PoolIO: @unchecked Sendable {
         var shm = false
         /// Input regions lent to this worker and not yet given back with RELEASE, by offset.
         var held: [Int: ArenaLease] = [:]
+        /// The slot's doorbells (caller-driven pools with an arena; kept across restarts).
+        var doorbell: Doorbell?
+        /// Whether the current worker opened them (READY said so).
+        var doorbellOpen = false
+        /// Whether a batch sent through the doorbell awaits its answer (the mailbox is busy).
+        var doorbellBusy: Bool { inFlight.contains { $0.viaDoorbell } }
         init(index: Int) { self.index = index }
     }
 
@@ -227,7 +233,8 @@ final class PoolIO: @unchecked Sendable {
                 return
             }
             if satisfied() { return }
-            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds())
+            let bells = slots.compactMap { $0.doorbellOpen && $0.doorbellBusy ? $0.doorbell?.replyFD : nil }
+            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), also: bells)
         }
     }
 
@@ -241,6 +248,7 @@ final class PoolIO: @unchecked Sendable {
         }
         repeat {
             receiveAll()
+            receiveDoorbells()
             handleEvents()
             takeInbox()
             checkDeadlines()
@@ -256,9 +264,14 @@ final class PoolIO: @unchecked Sendable {
 
     /// Sleeps until the socket or the wake-up pipe is readable, or the timeout; returns whether
     /// the wake-up pipe was readable.
-    private func waitForWork(timeoutMilliseconds: Int, watchSocket: Bool = true) -> Bool {
-        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)]
-        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, watchSocket ? 2 : 1, Int32(timeoutMilliseconds)) }
+    /// Sleeps until the wake-up pipe, the socket (unless `watchSocket` is false) or one of the
+    /// `also` descriptors (doorbells) is readable, or the timeout; returns whether the wake-up
+    /// pipe was readable.
+    private func waitForWork(timeoutMilliseconds: Int, watchSocket: Bool = true, also: [Int32] = []) -> Bool {
+        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        if watchSocket { fds.append(pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)) }
+        for fd in also { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(timeoutMilliseconds)) }
         return n > 0 && fds[0].revents & Int16(POLLIN) != 0
     }
 
@@ -331,6 +344,22 @@ final class PoolIO: @unchecked Sendable {
     private func receiveAll() {
         while let frames = try? router.receive(dontWait: true) {
             handle(frames)
+        }
+    }
+
+    /// Answers that came through a doorbell: handled exactly like the same message from the
+    /// socket, once copied out of the mailbox.
+    private func receiveDoorbells() {
+        for s in slots where s.doorbellOpen && s.doorbellBusy {
+            guard let bell = s.doorbell, let identity = s.identity, bell.rang() else { continue }
+            let frames: [[UInt8]]
+            do {
+                frames = try bell.takeReply()
+            } catch {
+                workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error.message)")
+                continue
+            }
+            handle([Message.copy(identity)] + frames.map { Message.copy($0) })
         }
     }
 
@@ -423,6 +452,16 @@ final class PoolIO: @unchecked Sendable {
                                          missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
         if let arena, !remote, hello.capabilities?.contains("shm") == true {
             open.shm = ControlDocuments.ShmOffer(path: arena.path, size: arena.size)
+            if configuration.callerDriven, hello.capabilities?.contains("doorbell") == true, let directory {
+                if s.doorbell == nil {
+                    do {
+                        s.doorbell = try Doorbell(directory: directory, slot: s.index, arena: arena)
+                    } catch {
+                        configuration.log("isthmus: no doorbell for worker \(s.index) (\(error)); its requests go through the socket")
+                    }
+                }
+                open.doorbell = s.doorbell?.offer
+            }
         }
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
@@ -448,6 +487,10 @@ final class PoolIO: @unchecked Sendable {
         s.shm = ready.shm == true && arena != nil && !remote
         if let error = ready.shmError, arena != nil {
             configuration.log("isthmus: worker \(s.index) cannot map the shared arena (\(error)); its batches travel as frames over ZeroMQ")
+        }
+        s.doorbellOpen = s.shm && s.doorbell != nil && ready.doorbell == true
+        if let error = ready.doorbellError, s.doorbell != nil {
+            configuration.log("isthmus: worker \(s.index) cannot open its doorbells (\(error)); its requests go through the socket")
         }
         s.phase = .ready
         shared.locked { shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count }
@@ -680,6 +723,8 @@ final class PoolIO: @unchecked Sendable {
         // The process is gone, and with it its mapping: everything it was lent is free again.
         s.held.removeAll()
         s.shm = false
+        s.doorbellOpen = false
+        s.doorbell?.drain()
         for i in lost.indices {
             lost[i].resultRegion = nil
             lost[i].offered = nil
@@ -781,7 +826,7 @@ final class PoolIO: @unchecked Sendable {
     private func dispatch() {
         guard !queue.isEmpty else { return }
         var i = 0
-        var sent = 0, shmSent = 0
+        var sent = 0, shmSent = 0, bellSent = 0
         while i < queue.count {
             let b = queue[i]
             let candidates = slots.filter { $0.phase == .ready && $0.inFlight.count < configuration.credits && (b.slot == nil || b.slot == $0.index) }
@@ -794,6 +839,7 @@ final class PoolIO: @unchecked Sendable {
             let t = now()
             if batch.sentAt == 0 { batch.sentAt = t }
             batch.dispatchedAt = t
+            batch.viaDoorbell = false
             if s.shm, let region = batch.region, let arena {
                 // Only descriptors travel: the batch is already in the arena; the worker may
                 // write its result into a second region sized from the results seen so far.
@@ -805,12 +851,15 @@ final class PoolIO: @unchecked Sendable {
                 batch.offered = offered
                 s.held[region.offset] = region
                 let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag)
-                send(to: s, [envelope.encoded, offered.encoded], payload: [], json: nil)
+                batch.viaDoorbell = ring(s, [envelope.encoded, offered.encoded], payload: [])
+                if !batch.viaDoorbell { send(to: s, [envelope.encoded, offered.encoded], payload: [], json: nil) }
                 shmSent += 1
             } else {
                 let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence)
-                send(to: s, [envelope.encoded], payload: batch.payload, json: nil)
+                batch.viaDoorbell = ring(s, [envelope.encoded], payload: batch.payload)
+                if !batch.viaDoorbell { send(to: s, [envelope.encoded], payload: batch.payload, json: nil) }
             }
+            if batch.viaDoorbell { bellSent += 1 }
             s.inFlight.append(batch)
             sent += 1
         }
@@ -819,6 +868,7 @@ final class PoolIO: @unchecked Sendable {
             shared.locked {
                 shared.stats.inFlight += sent
                 shared.stats.shmBatches += shmSent
+                shared.stats.doorbellRequests += bellSent
                 shared.stats.arenaPeakBytes = peak
             }
         }
@@ -834,6 +884,14 @@ final class PoolIO: @unchecked Sendable {
         } catch {
             configuration.log("isthmus: cannot send to worker \(s.index): \(error)")
         }
+    }
+
+    /// Sends a BATCH through the worker's doorbell when it has one open and its mailbox is
+    /// free; false when the message must go through the socket.
+    private func ring(_ s: Slot, _ head: [[UInt8]], payload: [Buffer]) -> Bool {
+        guard s.doorbellOpen, let bell = s.doorbell, !s.doorbellBusy else { return false }
+        let frames = head.map { h in h.withUnsafeBytes { Buffer(copying: $0) } } + payload
+        return withExtendedLifetime(frames) { bell.send(frames.map(\.bytes)) }
     }
 
     private func sendRaw(_ identity: [UInt8], _ frames: [[UInt8]]) {

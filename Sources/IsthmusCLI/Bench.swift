@@ -56,11 +56,14 @@ struct LatencyBench: ParsableCommand {
     var warmup: Int = 500
     @Option(name: .long, help: "Python interpreter.")
     var python: String?
+    @Option(name: .long, help: "Shared-memory arena size; 0 sends requests through the socket (no arena, no doorbell).")
+    var shmArena: String = "256Mi"
 
     func run() throws {
         var options = PythonStageOptions()
         options.workers = 1
         options.credits = 1
+        options.sharedMemoryBytes = try parseArenaSize(shmArena)
         if let python { options.python = python }
         let schema = Schema([Field("id", .int64), Field("x", .float64)])
         let stage = try OnlineStage(udf: udf, inputSchema: schema, options: options, log: { note($0) })
@@ -73,12 +76,16 @@ struct LatencyBench: ParsableCommand {
             let out = try stage.submitBlocking(batch)
             let t1 = DispatchTime.now().uptimeNanoseconds
             guard out.length == 1 else { throw CLIFailure.data("expected 1 result row but found \(out.length)") }
+            if i == 0 || i == warmup + requests - 1, let y = out.column("y")?.double(0), y != Double(i) + 1 {
+                throw CLIFailure.data("expected y = 2x + 1 = \(Double(i) + 1) for request \(i) but found \(y)")
+            }
             if i >= warmup { samples.append(Double(t1 - t0) / 1000) }
         }
         samples.sort()
         func pct(_ p: Double) -> Double { samples[Swift.min(samples.count - 1, Int(Double(samples.count) * p))] }
         let doc: [String: Any] = ["version": 1, "requests": requests, "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
-                                  "max_us": samples.last ?? 0, "mean_us": samples.reduce(0, +) / Double(Swift.max(1, samples.count))]
+                                  "max_us": samples.last ?? 0, "mean_us": samples.reduce(0, +) / Double(Swift.max(1, samples.count)),
+                                  "doorbell_requests": stage.stats.doorbellRequests]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

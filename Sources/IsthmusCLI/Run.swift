@@ -99,10 +99,7 @@ struct RunCommand: ParsableCommand {
         options.ordered = !unordered
         options.keepInput = keepInput
         options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes")
-        options.sharedMemoryBytes = shmArena == "0" ? 0 : try parseSize(shmArena, flag: "--shm-arena")
-        if options.sharedMemoryBytes > 0 && options.sharedMemoryBytes < 1 << 20 {
-            throw CLIFailure.usage("--shm-arena: expected 0 (off) or at least 1Mi but found '\(shmArena)'")
-        }
+        options.sharedMemoryBytes = try parseArenaSize(shmArena)
         if let workerMemoryLimit { options.workerMemoryLimit = try parseSize(workerMemoryLimit, flag: "--worker-memory-limit") }
         if let key { options.partitioning = .hash(key: key) }
         for pair in env {
@@ -262,4 +259,13 @@ enum RunFailure {
 /// read by the run thread only after the pipeline has finished.
 final class FileHolder: @unchecked Sendable {
     var file: OutputFile?
+}
+
+/// `--shm-arena SIZE`: 0 (off) or at least 1 MiB.
+func parseArenaSize(_ text: String) throws -> Int {
+    let bytes = text == "0" ? 0 : try parseSize(text, flag: "--shm-arena")
+    if bytes > 0 && bytes < 1 << 20 {
+        throw CLIFailure.usage("--shm-arena: expected 0 (off) or at least 1Mi but found '\(text)'")
+    }
+    return bytes
 }

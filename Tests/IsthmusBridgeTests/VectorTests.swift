@@ -49,6 +49,15 @@ struct VectorTests {
             #expect(Int(env.attempt) == decoded["attempt"] as? Int, "\(name)")
             #expect(UInt64(env.sequence) == (decoded["sequence"] as? NSNumber)?.uint64Value, "\(name)")
             #expect(Vectors.hex(env.encoded) == Vectors.hex(frames[0]), "\(name) re-encoded")
+            if let box = decoded["mailbox_hex"] as? String {
+                let bytes = Vectors.bytes(box)
+                let got = try bytes.withUnsafeBytes { try MailboxMessage.decode($0) }
+                #expect(got == frames, "\(name): mailbox decoded")
+                var again = [UInt8](repeating: 0xAA, count: bytes.count)
+                let pieces = frames.map { f in f.withUnsafeBytes { Buffer(copying: $0) } }
+                let fits = again.withUnsafeMutableBytes { MailboxMessage.encode(pieces.map(\.bytes), into: $0) }
+                #expect(fits && again == bytes, "\(name): mailbox re-encoded")
+            }
             let side: MessageRules.Side = (v["sender"] as? String) == "worker" ? .worker : .host
             try MessageRules.check(env, frames: frames.count, from: side)
             let json = frames.count > 1 ? frames[1] : []
@@ -60,10 +69,13 @@ struct VectorTests {
                 let r = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Ready.self, $0, what: "READY") }
                 #expect(r.stages.count == ((decoded["json"] as! [String: Any])["stages"] as! [Any]).count)
                 #expect(r.shm == (decoded["json"] as! [String: Any])["shm"] as? Bool, "\(name)")
+                #expect(r.doorbell == (decoded["json"] as! [String: Any])["doorbell"] as? Bool, "\(name)")
             case .open:
                 let o = try json.withUnsafeBytes { try ControlDocuments.decode(ControlDocuments.Open.self, $0, what: "OPEN") }
                 let offer = (decoded["json"] as! [String: Any])["shm"] as? [String: Any]
                 #expect(o.shm?.path == offer?["path"] as? String && o.shm?.size == offer?["size"] as? Int, "\(name)")
+                let bell = (decoded["json"] as! [String: Any])["doorbell"] as? [String: Any]
+                #expect(o.doorbell?.replyFifo == bell?["reply_fifo"] as? String && o.doorbell?.replyOffset == bell?["reply_offset"] as? Int, "\(name)")
                 #expect(ControlDocuments.encode(o) == json, "\(name) re-encoded")
                 #expect(o.stages.first?.udf == (((decoded["json"] as! [String: Any])["stages"] as! [[String: Any]]).first?["udf"] as? String))
                 let schema = try IPCEncoder.decodeSchemaMessage(Buffer(frames[2]))

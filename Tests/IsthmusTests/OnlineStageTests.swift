@@ -25,6 +25,73 @@ struct OnlineStageTests {
             #expect(r.column("y")?.double(0) == Double(i) * 2 + 1)
         }
         #expect(stage.stats.rowsOut == 300)
+        // One request at a time: every one went through the worker's doorbell.
+        #expect(stage.stats.doorbellRequests == 300)
+    }
+
+    @Test("without the arena there is no doorbell, and requests go through the socket")
+    func withoutArena() throws {
+        let file = try PythonEnv.udfFile(PythonEnv.udfs)
+        var options = PythonEnv.options(workers: 1)
+        options.sharedMemoryBytes = 0
+        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: options)
+        defer { stage.close() }
+        for i in 0..<50 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1)
+        }
+        #expect(stage.stats.doorbellRequests == 0)
+    }
+
+    @Test("requests larger than the arena threshold ride the doorbell as region descriptors")
+    func largeRequests() throws {
+        let file = try PythonEnv.udfFile(PythonEnv.udfs)
+        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
+        defer { stage.close() }
+        for round in 0..<5 {
+            let n = 20_000 + round
+            let batch = try RecordBatch(schema: Self.schema, columns: [.int64((0..<n).map { Int64($0) }), .float64((0..<n).map { Double($0 + round) })])
+            let r = try stage.submitBlocking(batch)
+            #expect(r.length == n)
+            #expect(r.column("y")?.double(n - 1) == Double(n - 1 + round) * 2 + 1)
+        }
+        #expect(stage.stats.doorbellRequests == 5)
+        #expect(stage.stats.shmBatches == 5)
+    }
+
+    @Test("a worker that rings with a malformed reply mailbox is replaced and the request answered")
+    func malformedReply() throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
+        let file = try PythonEnv.udfFile("""
+            import os, struct
+            import pyarrow.compute as pc
+            import isthmus.protocol as P
+
+            _real = P.encode_mailbox
+
+            def _lying(frames, box):
+                # Once: claim 1000 frames in the reply mailbox.
+                if not os.path.exists(\(String(reflecting: marker))):
+                    open(\(String(reflecting: marker)), "w").close()
+                    struct.pack_into("<II", box, 0, 1000, 0)
+                    return True
+                return _real(frames, box)
+
+            P.encode_mailbox = _lying
+
+            def linear(batch):
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let notes = Locked<[String]>([])
+        var options = PythonEnv.options(workers: 1)
+        options.python = PythonEnv.python
+        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: options, log: { line in notes.withLock { $0.append(line) } })
+        defer { stage.close() }
+        for i in 0..<5 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+        }
+        #expect(stage.stats.restarts.count == 1)
+        #expect(notes.value.contains { $0.contains("malformed reply mailbox: expected 1 to 64 frames in the mailbox message, found 1000") }, "\(notes.value)")
     }
 
     @Test("many threads at once: one drives, the others get their answers as they arrive")

@@ -84,11 +84,12 @@ class RawHost:
         self.router.send_multipart([self.identity, *frames])
 
     def handshake(self, udf: str, schema: pa.Schema, *, heartbeat_ms: int = 1000, missed: int = 5,
-                  options: dict[str, Any] | None = None, shm: P.ShmOffer | None = None) -> tuple[P.Envelope, list[bytes]]:
+                  options: dict[str, Any] | None = None, shm: P.ShmOffer | None = None,
+                  doorbell: P.DoorbellOffer | None = None) -> tuple[P.Envelope, list[bytes]]:
         env, rest = self.recv()
         assert env.kind == P.Kind.HELLO
         doc = P.Open((P.StageRef("s", udf, dict(options or {})),), heartbeat_ms=heartbeat_ms, missed_heartbeats=missed,
-                     shm=shm)
+                     shm=shm, doorbell=doorbell)
         self.send(P.encode_envelope(P.Kind.OPEN), P.dumps_json(doc.to_json()), schema.serialize().to_pybytes())
         return self.recv()
 

@@ -37,7 +37,8 @@ def test_vector_set_is_complete() -> None:
     names = {os.path.basename(p)[:-5] for p in VALID}
     required = {"hello", "open", "ready", "batch", "result", "result_row_errors", "error",
                 "heartbeat_host", "heartbeat_worker", "close", "bye",
-                "open_shm", "ready_shm", "batch_shm", "result_shm", "release"}
+                "open_shm", "ready_shm", "batch_shm", "result_shm", "release",
+                "open_doorbell", "ready_doorbell", "batch_doorbell"}
     assert required <= names
     bad = {os.path.basename(p)[:-5] for p in INVALID}
     assert {"bad_magic", "unknown_major", "short_envelope", "unknown_kind", "nonzero_reserved"} <= bad
@@ -104,6 +105,18 @@ def test_valid_vector(path: str) -> None:
             assert want["kind"] == "RELEASE"
             assert P.encode_release(regions["offsets"]) == frames[1]
         assert "payload" not in want
+
+    if "mailbox_hex" in want:
+        box = bytes.fromhex(want["mailbox_hex"])
+        assert P.decode_mailbox(memoryview(box)) == frames
+        again = bytearray(len(box))
+        assert P.encode_mailbox(frames, memoryview(again)) and bytes(again) == box
+        assert not P.encode_mailbox(frames, memoryview(bytearray(len(box) - 1)))
+
+    if want["kind"] == "OPEN" and "doorbell" in want.get("json", {}):
+        offer = P.parse_open(want["json"]).doorbell
+        assert offer is not None and offer.size == want["json"]["doorbell"]["size"]
+        assert offer.request_fifo == want["json"]["doorbell"]["request_fifo"]
 
     if "payload" in want:
         payload = want["payload"]

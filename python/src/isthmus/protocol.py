@@ -41,6 +41,10 @@ __all__ = [
     "BATCH_REGIONS",
     "RESULT_REGION",
     "ShmOffer",
+    "DoorbellOffer",
+    "MAILBOX_MAX_FRAMES",
+    "encode_mailbox",
+    "decode_mailbox",
     "decode_batch_regions",
     "encode_release",
     "ON_ERROR_VALUES",
@@ -396,6 +400,8 @@ class Open:
     workers: int = 1
     #: The shared arena offered to this worker (1.1): where it is and its size.
     shm: ShmOffer | None = None
+    #: This worker's doorbells (section 18), only offered together with ``shm``.
+    doorbell: DoorbellOffer | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -407,6 +413,15 @@ class Open:
         }
         if self.shm is not None:
             doc["shm"] = {"path": self.shm.path, "size": self.shm.size}
+        if self.doorbell is not None:
+            d = self.doorbell
+            doc["doorbell"] = {
+                "request_fifo": d.request_fifo,
+                "reply_fifo": d.reply_fifo,
+                "request_offset": d.request_offset,
+                "reply_offset": d.reply_offset,
+                "size": d.size,
+            }
         return doc
 
 
@@ -415,6 +430,18 @@ class ShmOffer:
     """OPEN ``shm``: a file the worker maps to exchange batches through shared memory."""
 
     path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoorbellOffer:
+    """OPEN ``doorbell`` (section 18): two FIFOs that carry one byte per message, and two
+    mailboxes of ``size`` bytes in the arena, for requests and for their replies."""
+
+    request_fifo: str
+    reply_fifo: str
+    request_offset: int
+    reply_offset: int
     size: int
 
 
@@ -446,7 +473,28 @@ def parse_open(doc: dict[str, Any]) -> Open:
         slot=_field(doc, "slot", int, what, 0),
         workers=_field(doc, "workers", int, what, 1),
         shm=_parse_shm(doc.get("shm")),
+        doorbell=_parse_doorbell(doc.get("doorbell")),
     )
+
+
+def _parse_doorbell(raw: Any) -> DoorbellOffer | None:
+    if raw is None:
+        return None
+    what = "OPEN doorbell"
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"expected {what} to be an object, found {type(raw).__name__}", "field")
+    offer = DoorbellOffer(
+        request_fifo=_field(raw, "request_fifo", str, what),
+        reply_fifo=_field(raw, "reply_fifo", str, what),
+        request_offset=_field(raw, "request_offset", int, what),
+        reply_offset=_field(raw, "reply_offset", int, what),
+        size=_positive(_field(raw, "size", int, what), "size", what),
+    )
+    for key in ("request_offset", "reply_offset"):
+        value = getattr(offer, key)
+        if value < 0 or value % 8:
+            raise ProtocolError(f"expected {what} {key} to be a non-negative multiple of 8, found {value}", "field")
+    return offer
 
 
 def _parse_shm(raw: Any) -> ShmOffer | None:
@@ -480,6 +528,9 @@ class Ready:
     #: Answer to an OPEN that offered an arena (1.1): mapped or not, and why not.
     shm: bool | None = None
     shm_error: str | None = None
+    #: Answer to an OPEN that offered doorbells (section 18): opened or not, and why not.
+    doorbell: bool | None = None
+    doorbell_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"stages": [s.to_json() for s in self.stages]}
@@ -487,6 +538,10 @@ class Ready:
             doc["shm"] = self.shm
         if self.shm_error:
             doc["shm_error"] = self.shm_error
+        if self.doorbell is not None:
+            doc["doorbell"] = self.doorbell
+        if self.doorbell_error:
+            doc["doorbell_error"] = self.doorbell_error
         return doc
 
     @property
@@ -513,6 +568,8 @@ def parse_ready(doc: dict[str, Any]) -> Ready:
         tuple(stages),
         _field(doc, "shm", (bool, type(None)), "READY", None),
         _field(doc, "shm_error", (str, type(None)), "READY", None),
+        _field(doc, "doorbell", (bool, type(None)), "READY", None),
+        _field(doc, "doorbell_error", (str, type(None)), "READY", None),
     )
 
 
@@ -534,6 +591,59 @@ def decode_batch_regions(frame: Any, arena_size: int) -> tuple[int, int, int, in
     if off % 8 or roff % 8:
         raise ProtocolError(f"expected regions aligned to 8 bytes, found offsets {off} and {roff}", "field")
     return off, length, roff, cap
+
+
+#: A mailbox message (section 18.2) holds 1 to this many frames.
+MAILBOX_MAX_FRAMES: Final = 64
+_MAILBOX_HEAD: Final = struct.Struct("<II")
+_MAILBOX_LENGTH: Final = struct.Struct("<Q")
+
+
+def encode_mailbox(frames: list[Any], mailbox: memoryview) -> bool:
+    """Writes one message into a mailbox (section 18.2): the frame count (u32) and a zero u32,
+    then per frame its length (u64) and its bytes padded with zeros to a multiple of 8.
+    False, with nothing written, when the frames do not fit."""
+    views = [memoryview(f).cast("B") for f in frames]
+    if not views or len(views) > MAILBOX_MAX_FRAMES:
+        return False
+    total = 8 + sum(8 + ((len(v) + 7) & ~7) for v in views)
+    if total > len(mailbox):
+        return False
+    _MAILBOX_HEAD.pack_into(mailbox, 0, len(views), 0)
+    at = 8
+    for v in views:
+        n = len(v)
+        _MAILBOX_LENGTH.pack_into(mailbox, at, n)
+        at += 8
+        mailbox[at : at + n] = v
+        pad = ((n + 7) & ~7) - n
+        if pad:
+            mailbox[at + n : at + n + pad] = b"\0" * pad
+        at += n + pad
+    return True
+
+
+def decode_mailbox(mailbox: memoryview) -> list[bytes]:
+    """The frames of the message in a mailbox, copied out; every length is read once and
+    checked against the mailbox before anything is copied."""
+    size = len(mailbox)
+    if size < 8:
+        raise ProtocolError(f"expected a mailbox of at least 8 bytes, found {size}", "length")
+    count, _ = _MAILBOX_HEAD.unpack_from(mailbox, 0)
+    if not 1 <= count <= MAILBOX_MAX_FRAMES:
+        raise ProtocolError(f"expected 1 to {MAILBOX_MAX_FRAMES} frames in the mailbox message, found {count}", "frames")
+    frames = []
+    at = 8
+    for i in range(count):
+        if at + 8 > size:
+            raise ProtocolError(f"expected the length of frame {i} inside the {size}-byte mailbox, found it past the end", "length")
+        (n,) = _MAILBOX_LENGTH.unpack_from(mailbox, at)
+        at += 8
+        if n > size - at:
+            raise ProtocolError(f"expected frame {i} inside the {size}-byte mailbox, found {n} bytes at offset {at}", "length")
+        frames.append(bytes(mailbox[at : at + n]))
+        at += (n + 7) & ~7
+    return frames
 
 
 def encode_release(offsets: list[int]) -> bytes:

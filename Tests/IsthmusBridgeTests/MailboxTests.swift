@@ -1,0 +1,80 @@
+import Foundation
+import IsthmusArrow
+import Testing
+@testable import IsthmusBridge
+
+/// The mailbox layout of the doorbells (PROTOCOL.md §18.2): written by one process, read by
+/// another that must not trust it.
+@Suite("doorbell mailboxes")
+struct MailboxTests {
+    static func encode(_ frames: [[UInt8]], capacity: Int) -> [UInt8]? {
+        let pieces = frames.map { f in f.withUnsafeBytes { Buffer(copying: $0) } }
+        var box = [UInt8](repeating: 0xEE, count: capacity)
+        let ok = box.withUnsafeMutableBytes { MailboxMessage.encode(pieces.map(\.bytes), into: $0) }
+        return ok ? box : nil
+    }
+
+    static func decode(_ box: [UInt8]) throws -> [[UInt8]] {
+        try box.withUnsafeBytes { try MailboxMessage.decode($0) }
+    }
+
+    @Test("frames of every length come back as written, each starting 8-byte aligned")
+    func roundTrip() throws {
+        for lengths in [[24], [24, 0], [24, 1, 7, 8, 9], [24, 300, 65], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]] {
+            let frames = lengths.enumerated().map { i, n in (0..<n).map { UInt8(truncatingIfNeeded: $0 * 31 + i) } }
+            let box = try #require(Self.encode(frames, capacity: 4096))
+            #expect(try Self.decode(box) == frames, "\(lengths)")
+            var at = 8
+            for n in lengths {
+                #expect(box[at..<at + 8].elementsEqual(withUnsafeBytes(of: UInt64(n).littleEndian) { Array($0) }))
+                at += 8
+                #expect(at % 8 == 0)
+                #expect(box[(at + n)..<(at + (n + 7) / 8 * 8)].allSatisfy { $0 == 0 }, "padding is zeroed")
+                at += (n + 7) / 8 * 8
+            }
+        }
+    }
+
+    @Test("a message that does not fit, or has no frame or too many, is not written")
+    func doesNotFit() {
+        #expect(Self.encode([[UInt8](repeating: 1, count: 100)], capacity: 8 + 8 + 104) != nil)
+        #expect(Self.encode([[UInt8](repeating: 1, count: 100)], capacity: 8 + 8 + 103) == nil)
+        #expect(Self.encode([], capacity: 64) == nil)
+        #expect(Self.encode(Array(repeating: [1], count: MailboxMessage.maxFrames + 1), capacity: 8192) == nil)
+    }
+
+    @Test("mailboxes that lie are refused with what was expected and found")
+    func hostile() throws {
+        let good = try #require(Self.encode([[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11, 12]], capacity: 64))
+        func refused(_ box: [UInt8], _ words: String) {
+            do {
+                _ = try Self.decode(box)
+                Issue.record("expected a refusal containing '\(words)'")
+            } catch let error as ProtocolViolation {
+                #expect(error.message.contains(words), "\(error.message)")
+            } catch {
+                Issue.record("expected a ProtocolViolation, found \(error)")
+            }
+        }
+        var zero = good
+        zero[0] = 0
+        refused(zero, "expected 1 to 64 frames")
+        var many = good
+        many[0] = 200
+        refused(many, "expected 1 to 64 frames")
+        var long = good
+        long.replaceSubrange(8..<16, with: withUnsafeBytes(of: UInt64.max.littleEndian) { Array($0) })
+        refused(long, "expected frame 0 inside the 64-byte mailbox")
+        var past = Array(good.prefix(8 + 16 + 24))  // exactly the two frames written
+        past[0] = 9  // nine frames claimed: the third length would lie past the end
+        refused(past, "past the end")
+        refused([1, 0, 0], "at least 8 bytes")
+        // Random bytes never crash the reader.
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            var box = (0..<Int.random(in: 0..<80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if box.count >= 4 && Bool.random(using: &rng) { box[0] = UInt8.random(in: 1...3, using: &rng); box[1] = 0; box[2] = 0; box[3] = 0 }
+            _ = try? Self.decode(box)
+        }
+    }
+}

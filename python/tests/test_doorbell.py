@@ -1,0 +1,228 @@
+"""Doorbells (PROTOCOL.md section 18) on the worker side: a BATCH put in the request
+mailbox with one byte on the request FIFO is answered in the reply mailbox with one byte
+on the reply FIFO; anything that does not fit, and everything that is not the answer to
+such a BATCH, goes through the socket; a mailbox that lies is a protocol error."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import struct
+
+import pyarrow as pa
+import pytest
+
+from conftest import RawHost, ipc_stream
+from isthmus import protocol as P
+from isthmus.errors import ProtocolError
+from isthmus.runtime import read_stream
+
+ARENA = 1 << 20
+BOX = 64 << 10
+
+LIN = """
+import pyarrow.compute as pc
+from isthmus import udf
+
+@udf
+def lin(batch):
+    return {"y": pc.add(pc.multiply(batch["x"], 2), 1)}
+
+@udf
+def explode(batch):
+    return {"y": list(range(batch.num_rows * 50))}
+"""
+
+
+# -- the mailbox layout ------------------------------------------------------------------
+
+
+def test_mailbox_round_trip_pads_every_frame_to_8_bytes() -> None:
+    frames = [b"e" * 24, b"", b"abc", bytes(range(9)), b"x" * 16]
+    box = bytearray(256)
+    assert P.encode_mailbox(frames, memoryview(box))
+    assert P.decode_mailbox(memoryview(box)) == frames
+    assert struct.unpack_from("<II", box) == (5, 0)
+    at = 8
+    for f in frames:
+        assert struct.unpack_from("<Q", box, at) == (len(f),)
+        at += 8 + ((len(f) + 7) & ~7)
+        assert at % 8 == 0
+    assert box[8 + 8 + 24 + 8 + 8 + 3 : 8 + 8 + 24 + 8 + 8 + 8] == b"\0" * 5  # padding of b"abc"
+
+
+def test_mailbox_that_does_not_fit_is_not_written() -> None:
+    box = bytearray(b"\xee" * 119)
+    assert not P.encode_mailbox([b"x" * 100], memoryview(box))
+    assert box == bytearray(b"\xee" * 119)
+    assert P.encode_mailbox([b"x" * 100], memoryview(bytearray(8 + 8 + 104)))
+    assert not P.encode_mailbox([], memoryview(bytearray(64)))
+    assert not P.encode_mailbox([b"a"] * (P.MAILBOX_MAX_FRAMES + 1), memoryview(bytearray(4096)))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda b: struct.pack_into("<I", b, 0, 0), "expected 1 to 64 frames"),
+        (lambda b: struct.pack_into("<I", b, 0, 1000), "expected 1 to 64 frames"),
+        (lambda b: struct.pack_into("<Q", b, 8, 1 << 62), "expected frame 0 inside the 48-byte mailbox"),
+        (lambda b: struct.pack_into("<I", b, 0, 3), "expected the length of frame 2 inside the 48-byte mailbox"),
+    ],
+)
+def test_mailboxes_that_lie_are_refused(mutate, fragment) -> None:  # type: ignore[no-untyped-def]
+    box = bytearray(48)
+    assert P.encode_mailbox([b"abc", b"123456789"], memoryview(box))
+    mutate(box)
+    with pytest.raises(ProtocolError, match=fragment):
+        P.decode_mailbox(memoryview(box))
+    with pytest.raises(ProtocolError, match="at least 8 bytes"):
+        P.decode_mailbox(memoryview(b"\x01\0\0"))
+
+
+# -- a worker with doorbells, driven by a raw host ----------------------------------------
+
+
+class Bells:
+    """The host's side: an arena with two mailboxes, two FIFOs opened read-write."""
+
+    def __init__(self, tmp_path, size: int = BOX, request_offset: int = 0, reply_offset: int = BOX) -> None:  # type: ignore[no-untyped-def]
+        self.fd = os.memfd_create("isthmus-test-arena")
+        os.ftruncate(self.fd, ARENA)
+        self.mm = mmap.mmap(self.fd, ARENA)
+        self.arena = P.ShmOffer(f"/proc/{os.getpid()}/fd/{self.fd}", ARENA)
+        paths = [str(tmp_path / "slot0.request"), str(tmp_path / "slot0.reply")]
+        for p in paths:
+            os.mkfifo(p, 0o600)
+        self.request_fd, self.reply_fd = (os.open(p, os.O_RDWR | os.O_NONBLOCK) for p in paths)
+        self.offer = P.DoorbellOffer(paths[0], paths[1], request_offset, reply_offset, size)
+
+    def ring(self, *frames: bytes) -> None:
+        box = memoryview(self.mm)[self.offer.request_offset : self.offer.request_offset + self.offer.size]
+        assert P.encode_mailbox(list(frames), box)
+        del box
+        os.write(self.request_fd, b"\x01")
+
+    def answer(self, timeout_ms: int = 20_000) -> tuple[P.Envelope, list[bytes]] | None:
+        p = select.poll()
+        p.register(self.reply_fd, select.POLLIN)
+        if not p.poll(timeout_ms):
+            return None
+        assert os.read(self.reply_fd, 64) == b"\x01"
+        box = memoryview(self.mm)[self.offer.reply_offset : self.offer.reply_offset + self.offer.size]
+        frames = P.decode_mailbox(box)
+        del box
+        return P.decode_envelope(frames[0]), frames[1:]
+
+    def close(self) -> None:
+        os.close(self.request_fd)
+        os.close(self.reply_fd)
+        self.mm.close()
+        os.close(self.fd)
+
+
+@pytest.fixture()
+def bells(tmp_path):  # type: ignore[no-untyped-def]
+    b = Bells(tmp_path)
+    yield b
+    b.close()
+
+
+def _ready(host: RawHost, write_udf, bells: Bells, name: str = "lin", offer: P.DoorbellOffer | None = None) -> P.Ready:  # type: ignore[no-untyped-def]
+    udf = write_udf(f"bell_{name}.py", LIN)
+    host.spawn()
+    env, rest = host.handshake(f"{udf}:{name}", pa.schema([("x", pa.int64())]), shm=bells.arena, doorbell=offer or bells.offer)
+    assert env.kind == P.Kind.READY
+    return P.parse_ready(P.loads_json(rest[0], "READY"))
+
+
+def _batch(seq: int, values: list[int]) -> list[bytes]:
+    return [P.encode_envelope(P.Kind.BATCH, stage=0, sequence=seq), ipc_stream(pa.record_batch({"x": pa.array(values, pa.int64())}))]
+
+
+def test_hello_announces_the_capability(raw_host: RawHost) -> None:
+    raw_host.spawn()
+    env, rest = raw_host.recv()
+    assert env.kind == P.Kind.HELLO
+    assert "doorbell" in P.parse_hello(P.loads_json(rest[0], "HELLO")).capabilities
+
+
+def test_requests_and_answers_go_through_the_mailboxes(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    ready = _ready(raw_host, write_udf, bells)
+    assert ready.shm is True and ready.doorbell is True and ready.doorbell_error is None
+    for seq in range(1, 6):
+        bells.ring(*_batch(seq, [seq, 10 * seq]))
+        got = bells.answer()
+        assert got is not None
+        env, rest = got
+        assert env.kind == P.Kind.RESULT and env.sequence == seq
+        assert read_stream(rest).column("y").to_pylist() == [2 * seq + 1, 20 * seq + 1]
+    # Nothing came through the socket meanwhile.
+    assert not raw_host.router.poll(200)
+    # The socket still works for BATCH too, and its answer comes back on the socket.
+    raw_host.send(*_batch(9, [4]))
+    env, rest = raw_host.recv()
+    assert env.kind == P.Kind.RESULT and env.sequence == 9 and read_stream(rest).column("y").to_pylist() == [9]
+
+
+def test_a_malformed_request_mailbox_is_a_protocol_error_on_the_socket(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    assert _ready(raw_host, write_udf, bells).doorbell is True
+    struct.pack_into("<II", bells.mm, bells.offer.request_offset, 1000, 0)
+    os.write(bells.request_fd, b"\x01")
+    env, rest = raw_host.recv()
+    assert env.kind == P.Kind.ERROR
+    doc = P.parse_error(P.loads_json(rest[0], "ERROR"))
+    assert doc.kind == "protocol" and "expected 1 to 64 frames in the mailbox message, found 1000" in doc.message
+    bells.ring(*_batch(2, [5]))
+    got = bells.answer()
+    assert got is not None and read_stream(got[1]).column("y").to_pylist() == [11]
+
+
+def test_an_undecodable_batch_in_the_mailbox_gets_its_error_in_the_reply_mailbox(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    assert _ready(raw_host, write_udf, bells).doorbell is True
+    bells.ring(P.encode_envelope(P.Kind.BATCH, stage=0, sequence=3), b"not arrow at all")
+    got = bells.answer()
+    assert got is not None
+    env, rest = got
+    assert env.kind == P.Kind.ERROR and env.sequence == 3
+    assert P.parse_error(P.loads_json(rest[0], "ERROR")).kind == "protocol"
+
+
+def test_an_answer_too_large_for_the_reply_mailbox_comes_through_the_socket(raw_host: RawHost, write_udf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    small = Bells(tmp_path, size=4096, request_offset=0, reply_offset=4096)
+    try:
+        assert _ready(raw_host, write_udf, small, name="explode").doorbell is True
+        small.ring(*_batch(1, [1]))  # 50 rows back: fits the 4 KiB reply mailbox
+        got = small.answer(timeout_ms=5000)
+        assert got is not None and read_stream(got[1]).column("y").to_pylist() == list(range(50))
+        small.ring(*_batch(2, list(range(100))))  # 5,000 rows back: 40 KB, does not fit
+        env, rest = raw_host.recv()
+        assert env.kind == P.Kind.RESULT and env.sequence == 2
+        assert read_stream(rest).column("y").to_pylist() == list(range(5000))
+        assert small.answer(timeout_ms=200) is None  # no ring for it
+        small.ring(*_batch(3, [7]))  # the mailbox is free again
+        got = small.answer(timeout_ms=5000)
+        assert got is not None and got[0].sequence == 3
+    finally:
+        small.close()
+
+
+def test_doorbells_that_cannot_be_opened_leave_the_socket(raw_host: RawHost, write_udf, bells: Bells, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = P.DoorbellOffer(str(tmp_path / "nope.request"), str(tmp_path / "nope.reply"), 0, BOX, BOX)
+    ready = _ready(raw_host, write_udf, bells, offer=missing)
+    assert ready.doorbell is False and ready.doorbell_error and "nope.request" in ready.doorbell_error
+    raw_host.send(*_batch(1, [1]))
+    env, rest = raw_host.recv()
+    assert env.kind == P.Kind.RESULT and read_stream(rest).column("y").to_pylist() == [3]
+
+
+def test_mailboxes_outside_the_arena_are_refused(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    outside = P.DoorbellOffer(bells.offer.request_fifo, bells.offer.reply_fifo, 0, ARENA - 8, BOX)
+    ready = _ready(raw_host, write_udf, bells, offer=outside)
+    assert ready.doorbell is False and "expected the reply mailbox inside the" in (ready.doorbell_error or "")
+
+
+def test_offsets_must_be_aligned() -> None:
+    doc = {"request_fifo": "a", "reply_fifo": "b", "request_offset": 4, "reply_offset": 64, "size": 64}
+    with pytest.raises(ProtocolError, match="request_offset to be a non-negative multiple of 8, found 4"):
+        P.parse_open({"stages": [{"name": "s", "udf": "m.py:f"}], "doorbell": doc})
