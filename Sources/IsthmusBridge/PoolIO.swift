@@ -47,7 +47,8 @@ final class PoolIO: @unchecked Sendable {
         var held: [Int: ArenaLease] = [:]
         /// The slot's doorbells (caller-driven pools with an arena; kept across restarts).
         var doorbell: Doorbell?
-        /// Whether the current worker opened them (READY said so).
+        /// Whether this worker's OPEN offered them, and whether it opened them (READY said so).
+        var doorbellOffered = false
         var doorbellOpen = false
         /// Whether a batch sent through the doorbell awaits its answer (the mailbox is busy).
         var doorbellBusy: Bool { inFlight.contains { $0.viaDoorbell } }
@@ -79,6 +80,8 @@ final class PoolIO: @unchecked Sendable {
     private var stopping = false
     /// Held by whoever turns the loop (see the type's comment).
     let baton = NSLock()
+    /// Starts every worker process, from one long-lived thread (see `SpawnThread`).
+    private let spawner = SpawnThread()
     /// The ROUTER's `ZMQ_FD`, polled with poll(2) by whoever waits for the socket.
     private var socketFD: Int32 = -1
 
@@ -140,6 +143,7 @@ final class PoolIO: @unchecked Sendable {
     /// Cleans up when `prepare()` failed and the I/O thread will never run.
     func abortBeforeStart() {
         for slot in slots { slot.process?.kill(reason: "startup aborted") }
+        spawner.stop()
         router.close()
         if let directory { RunDirectory.remove(directory) }
     }
@@ -182,10 +186,12 @@ final class PoolIO: @unchecked Sendable {
         slot.phase = .starting
         slot.launchedAt = now()
         slot.lastHeard = slot.launchedAt
+        let python = Interpreter.resolve(configuration.python)
+        let index = slot.index, generation = slot.generation
         do {
-            slot.process = try WorkerProcess(
-                python: Interpreter.resolve(configuration.python), arguments: ["-m", "isthmus.worker"], environment: env,
-                slot: slot.index, generation: slot.generation,
+            slot.process = try spawner.run { try WorkerProcess(
+                python: python, arguments: ["-m", "isthmus.worker"], environment: env,
+                slot: index, generation: generation,
                 onLine: { index, _, line in log("[worker \(index)] \(line)") },
                 onExit: { index, generation, cause, tail in
                     shared.locked {
@@ -194,7 +200,7 @@ final class PoolIO: @unchecked Sendable {
                     }
                     var b: UInt8 = 1
                     _ = write(wakeWrite, &b, 1)
-                })
+                }) }
         } catch {
             throw BridgeError(.startup, "cannot start the Python interpreter '\(configuration.python)': \(error.localizedDescription)")
         }
@@ -262,8 +268,6 @@ final class PoolIO: @unchecked Sendable {
         return false
     }
 
-    /// Sleeps until the socket or the wake-up pipe is readable, or the timeout; returns whether
-    /// the wake-up pipe was readable.
     /// Sleeps until the wake-up pipe, the socket (unless `watchSocket` is false) or one of the
     /// `also` descriptors (doorbells) is readable, or the timeout; returns whether the wake-up
     /// pipe was readable.
@@ -326,6 +330,7 @@ final class PoolIO: @unchecked Sendable {
             receiveAll()
         }
         for slot in slots where slot.process?.isRunning == true { slot.process?.kill(reason: "did not exit after CLOSE") }
+        spawner.stop()
         router.close()
         if let directory { RunDirectory.remove(directory) }
         if !readySignalled {
@@ -353,10 +358,23 @@ final class PoolIO: @unchecked Sendable {
         for s in slots where s.doorbellOpen && s.doorbellBusy {
             guard let bell = s.doorbell, let identity = s.identity, bell.rang() else { continue }
             let frames: [[UInt8]]
+            let envelope: Envelope
             do {
                 frames = try bell.takeReply()
-            } catch {
+                envelope = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
+            } catch let error as ProtocolViolation {
                 workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error.message)")
+                continue
+            } catch {
+                workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error)")
+                continue
+            }
+            // Only the answer to the batch in the request mailbox may come this way; anything
+            // else would leave that batch waiting forever (§18.3).
+            guard let asked = s.inFlight.first(where: { $0.viaDoorbell }),
+                  envelope.kind == .result || envelope.kind == .error,
+                  envelope.sequence == asked.sequence && envelope.attempt == asked.attempt else {
+                workerFault(s, "rang its doorbell with \(envelope.kind) for batch \(envelope.sequence) attempt \(envelope.attempt), expected the RESULT or ERROR of the batch it was rung for")
                 continue
             }
             handle([Message.copy(identity)] + frames.map { Message.copy($0) })
@@ -463,6 +481,7 @@ final class PoolIO: @unchecked Sendable {
                 open.doorbell = s.doorbell?.offer
             }
         }
+        s.doorbellOffered = open.doorbell != nil
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
 
@@ -488,7 +507,7 @@ final class PoolIO: @unchecked Sendable {
         if let error = ready.shmError, arena != nil {
             configuration.log("isthmus: worker \(s.index) cannot map the shared arena (\(error)); its batches travel as frames over ZeroMQ")
         }
-        s.doorbellOpen = s.shm && s.doorbell != nil && ready.doorbell == true
+        s.doorbellOpen = s.shm && s.doorbellOffered && ready.doorbell == true
         if let error = ready.doorbellError, s.doorbell != nil {
             configuration.log("isthmus: worker \(s.index) cannot open its doorbells (\(error)); its requests go through the socket")
         }

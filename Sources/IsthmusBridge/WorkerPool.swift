@@ -16,8 +16,8 @@ import Glibc
 /// path of a one-row request. Memory is bounded by the window: at most
 /// `workers × credits × 2` batches are submitted and not yet consumed.
 public final class WorkerPool: @unchecked Sendable {
-    // @unchecked: `shared` is guarded by its condition; `io` is touched only by the I/O thread
-    // (and by `init` before that thread starts); the remaining fields are immutable.
+    // @unchecked: `shared` is guarded by its condition; `io` is used only by the holder of its
+    // baton (and by `init` before the I/O thread starts); the remaining fields are immutable.
     let configuration: PoolConfiguration
     let shared = PoolShared()
     private let wakeRead: Int32
@@ -82,7 +82,7 @@ public final class WorkerPool: @unchecked Sendable {
             arena.prefault(Swift.min(arena.size / 2, window * configuration.expectedBatchBytes * 5 / 4))
         }
         ready.wait()
-        declaredOutputSchema = io.declaredOutputSchema
+        declaredOutputSchema = io.baton.withLock { io.declaredOutputSchema }
         let state = shared
         if let failure = state.locked({ state.failure }) {
             waitForIOThread()

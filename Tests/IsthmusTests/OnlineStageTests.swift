@@ -58,6 +58,40 @@ struct OnlineStageTests {
         #expect(stage.stats.shmBatches == 5)
     }
 
+    @Test("a worker that answers through the reply mailbox with another message is replaced, the request answered")
+    func wrongReply() throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
+        let file = try PythonEnv.udfFile("""
+            import os
+            import pyarrow.compute as pc
+            import isthmus.protocol as P
+
+            _real = P.encode_mailbox
+
+            def _heartbeat_instead(frames, box):
+                # Once: a HEARTBEAT where the RESULT should be.
+                if not os.path.exists(\(String(reflecting: marker))):
+                    open(\(String(reflecting: marker)), "w").close()
+                    return _real([P.encode_envelope(P.Kind.HEARTBEAT), b'{"rss_bytes": 1, "batches": 1}'], box)
+                return _real(frames, box)
+
+            P.encode_mailbox = _heartbeat_instead
+
+            def linear(batch):
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let notes = Locked<[String]>([])
+        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
+                                    log: { line in notes.withLock { $0.append(line) } })
+        defer { stage.close() }
+        for i in 0..<4 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+        }
+        #expect(stage.stats.restarts.count == 1)
+        #expect(notes.value.contains { $0.contains("rang its doorbell with HEARTBEAT for batch 0 attempt 0, expected the RESULT or ERROR") }, "\(notes.value)")
+    }
+
     @Test("a worker that rings with a malformed reply mailbox is replaced and the request answered")
     func malformedReply() throws {
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
@@ -134,6 +168,42 @@ struct OnlineStageTests {
         #expect(FileManager.default.fileExists(atPath: marker))
         #expect(stage.stats.retries == 1)
         #expect(stage.stats.restarts.count == 1)
+    }
+
+    @Test("a worker restarted while a short-lived thread waits outlives that thread")
+    func restartFromShortLivedThread() throws {
+        // Workers die with the thread that started them (PR_SET_PDEATHSIG); restarts happen on
+        // whichever thread turns the loop, so they must still be started from a thread that
+        // lives as long as the pool.
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-kill-\(UUID().uuidString)").path
+        let file = try PythonEnv.udfFile("""
+            import os, signal
+            import pyarrow.compute as pc
+
+            def die_once(batch):
+                if batch.column("id")[0].as_py() == 3 and not os.path.exists(\(String(reflecting: marker))):
+                    open(\(String(reflecting: marker)), "w").close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let stage = try OnlineStage(udf: "\(file):die_once", inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
+        defer { stage.close() }
+        let wrong = Locked(0)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            for i in 0..<6 where (try? stage.submitBlocking(Self.request(i)))?.column("y")?.double(0) != Double(i) * 2 + 1 {
+                wrong.withLock { $0 += 1 }
+            }
+            done.signal()
+        }
+        done.wait()
+        Thread.sleep(forTimeInterval: 0.5)  // that thread has ended by now
+        for i in 6..<12 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+        }
+        #expect(wrong.value == 0)
+        #expect(stage.stats.restarts.count == 1, "\(stage.stats.restarts)")
     }
 
     @Test("a request that hangs past the timeout fails with the timeout, not a hang")

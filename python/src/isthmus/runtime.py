@@ -673,11 +673,15 @@ class Doorbell:
         self.request_fd, self.reply_fd = fds
 
     def rang(self) -> bool:
-        """Whether the host rang since the last call (consumes the rings)."""
+        """Whether the host rang since the last call (consumes the rings). Raises EOFError
+        when the FIFO has no writer any more (the host holds it open while it lives)."""
         try:
-            return bool(os.read(self.request_fd, 64))
+            data = os.read(self.request_fd, 64)
         except BlockingIOError:
             return False
+        if not data:
+            raise EOFError("the host closed the request FIFO")
+        return True
 
     def take_request(self) -> list[Any]:
         """The message in the request mailbox, copied out: the UDF may keep its arrays."""
@@ -906,7 +910,16 @@ class Worker:
             poller.register(sock, zmq.POLLIN)
             poller.register(bell.request_fd, zmq.POLLIN)
         while True:
-            if bell.rang():
+            try:
+                rang = bell.rang()
+            except EOFError:
+                # No host holds the FIFO: stop polling it (it would report POLLHUP forever);
+                # the socket and its heartbeats decide whether the host is still there.
+                poller.unregister(bell.request_fd)
+                bell.close()
+                self._doorbell = self._poller = None
+                return self._recv(max(1, int((deadline - time.monotonic()) * 1000)))
+            if rang:
                 try:
                     frames = bell.take_request()
                 except ProtocolError as exc:
