@@ -444,7 +444,7 @@ def trajectory(sizes: list[list[float]], points: int = 12) -> str:
 
 # -- latency -----------------------------------------------------------------------------------
 
-L1_PATHS = ("isthmus_submit", "isthmus_submit_socket", "pure_python_host", "raw_pyzmq_round_trip")
+L1_PATHS = ("isthmus_submit", "isthmus_submit_nospin", "isthmus_submit_socket", "pure_python_host", "raw_pyzmq_round_trip")
 
 
 def latency(n: int, rounds: int = 3) -> dict:
@@ -458,6 +458,9 @@ def latency(n: int, rounds: int = 3) -> dict:
     base = {
         "isthmus_submit": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
                            "--warmup", str(WARMUP), "--python", PY],
+        # The same with a caller that sleeps at once instead of polling for its answer.
+        "isthmus_submit_nospin": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
+                                  "--warmup", str(WARMUP), "--python", PY, "--spin", "0"],
         # The same without the arena, so without doorbells: every request through the socket.
         "isthmus_submit_socket": [BIN, "bench", "latency", "--udf", f"{UDFS}:{workloads.L1_UDF}", "--requests", str(n),
                                   "--warmup", str(WARMUP), "--python", PY, "--shm-arena", "0"],
@@ -708,7 +711,9 @@ def markdown(res: dict) -> str:
                "and on a virtual machine a wake-up on another, idle virtual CPU is expensive.", "",
                "| path | p50 µs | p90 µs | p99 µs | mean µs | p50 of each round µs |",
                "| --- | ---: | ---: | ---: | ---: | --- |"]
-        labels = {"isthmus_submit": "Isthmus online submit (`isthmus bench latency`, Swift host; doorbells, PROTOCOL.md §18)",
+        labels = {"isthmus_submit": "Isthmus online submit (`isthmus bench latency`, Swift host; doorbells, PROTOCOL.md §18; "
+                                    "the caller polls up to 300 µs for its answer while a CPU is left over)",
+                  "isthmus_submit_nospin": "Isthmus online submit, doorbells, the caller sleeps at once (`--spin 0`)",
                   "isthmus_submit_socket": "Isthmus online submit through the socket only (`--shm-arena 0`: no doorbells)",
                   "pure_python_host": "pure-Python pyzmq host (`isthmus.testing.LocalHost`), same worker and UDF",
                   "raw_pyzmq_round_trip": "raw pyzmq REQ/REP round trip of 16 bytes, two processes, ipc://"}
@@ -913,7 +918,7 @@ def plot(res: dict, path: Path) -> str:
     x = np.arange(len(lat_keys))
     ax.bar(x - 0.2, [lat[k]["p50_us"] for k in lat_keys], 0.4, label="p50")
     ax.bar(x + 0.2, [lat[k]["p99_us"] for k in lat_keys], 0.4, label="p99")
-    names = {"isthmus_submit": "Isthmus", "isthmus_submit_socket": "Isthmus\nsocket", "pure_python_host": "Python\nhost", "raw_pyzmq_round_trip": "raw\nzmq"}
+    names = {"isthmus_submit": "Isthmus", "isthmus_submit_nospin": "Isthmus\nno spin", "isthmus_submit_socket": "Isthmus\nsocket", "pure_python_host": "Python\nhost", "raw_pyzmq_round_trip": "raw\nzmq"}
     ax.set_xticks(x, [names[k.removesuffix("_one_cpu")] + ("\n(1 CPU)" if k.endswith("_one_cpu") else "")
                       for k in lat_keys], fontsize=7)
     ax.set_ylabel("µs")

@@ -36,6 +36,10 @@ public struct PoolConfiguration: Sendable {
     /// and take a CPU the caller or the worker needs (one-row requests, p50, unpinned on two
     /// cores: see bench/README.md).
     public var callerDriven: Bool = false
+    /// How long a caller waiting for a doorbell answer polls before it sleeps, in seconds; nil =
+    /// `SpinPolicy.defaultSeconds` (300 µs), 0 = never. Polling happens only while the process
+    /// may use more CPUs than there are busy workers plus the caller (see `SpinPolicy`).
+    public var spinWait: Double?
     /// Largest result (bytes of one RESULT) accepted; larger results fail the run.
     public var maxResultBytes: Int = 1 << 30
     /// Results must have exactly as many rows as the batch (needed to append input columns).

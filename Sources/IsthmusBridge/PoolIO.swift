@@ -80,6 +80,8 @@ final class PoolIO: @unchecked Sendable {
     private var stopping = false
     /// Held by whoever turns the loop (see the type's comment).
     let baton = NSLock()
+    /// CPUs this process may use (for `SpinPolicy`).
+    private let cpus = SpinPolicy.allowedCPUs()
     /// Starts every worker process, from one long-lived thread (see `SpawnThread`).
     private let spawner = SpawnThread()
     /// The ROUTER's `ZMQ_FD`, polled with poll(2) by whoever waits for the socket.
@@ -240,6 +242,8 @@ final class PoolIO: @unchecked Sendable {
             }
             if satisfied() { return }
             let bells = slots.compactMap { $0.doorbellOpen && $0.doorbellBusy ? $0.doorbell?.replyFD : nil }
+            let spin = bells.isEmpty ? 0 : SpinPolicy.budget(configured: configuration.spinWait, cpus: cpus, busyWorkers: bells.count)
+            if spin > 0 && pollBriefly(bells, seconds: spin) { continue }
             wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), also: bells)
         }
     }
@@ -277,6 +281,17 @@ final class PoolIO: @unchecked Sendable {
         for fd in also { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(timeoutMilliseconds)) }
         return n > 0 && fds[0].revents & Int16(POLLIN) != 0
+    }
+
+    /// Polls `fds` (doorbells) without sleeping for up to `seconds` (see `SpinPolicy`); whether
+    /// one became readable. The wake-up pipe and the socket are left to the next turn.
+    private func pollBriefly(_ fds: [Int32], seconds: Double) -> Bool {
+        var items = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let until = now() + seconds
+        repeat {
+            if items.withUnsafeMutableBufferPointer({ poll($0.baseAddress, nfds_t($0.count), 0) }) > 0 { return true }
+        } while now() < until
+        return false
     }
 
     /// Wakes whoever polls the wake-up pipe (the I/O thread, a driving caller).

@@ -22,23 +22,21 @@ final class SpawnThread: @unchecked Sendable {
     }
 
     /// Runs `body` on the spawn thread and returns what it returned (or throws what it threw).
-    func run<T>(_ body: () throws -> T) throws -> T {
-        try withoutActuallyEscaping(body) { body in
-            let box = ResultBox<T>()
-            let done = DispatchSemaphore(value: 0)
-            let call = UnsafeSendable(body)
-            condition.lock()
-            while job != nil && !stopped { condition.wait() }
-            precondition(!stopped, "a worker start after the pool stopped")
-            job = {
-                box.result = Result { try call.value() }
-                done.signal()
-            }
-            condition.broadcast()
-            condition.unlock()
-            done.wait()
-            return try box.result!.get()
+    func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        let call = UnsafeSendable(body)
+        condition.lock()
+        while job != nil && !stopped { condition.wait() }
+        precondition(!stopped, "a worker start after the pool stopped")
+        job = {
+            box.result = Result { try call.value() }
+            done.signal()
         }
+        condition.broadcast()
+        condition.unlock()
+        done.wait()
+        return try box.result!.get()
     }
 
     /// Ends the thread once it is idle; later `run` calls are a programming error.

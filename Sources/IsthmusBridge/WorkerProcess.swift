@@ -73,33 +73,48 @@ final class WorkerProcess: @unchecked Sendable {
     /// The last lines the worker wrote to stderr.
     var stderrTail: [String] { tail.withLock { $0 } }
 
+    /// Reads `handle` line by line on a thread of its own until end of file.
+    ///
+    /// A blocking read loop, not `FileHandle.readabilityHandler`: tearing a readability handler
+    /// down while other threads set up new ones corrupts libdispatch's epoll bookkeeping on
+    /// Linux (swift-corelibs-libdispatch issue 949), and the pool's test suite crashed that way
+    /// in the dispatch manager thread once in four runs while workers were being replaced. A
+    /// blocking read never registers the descriptor with libdispatch. The thread owns `handle`,
+    /// so the descriptor stays open until the loop has seen end of file.
     private static func pump(_ handle: FileHandle, done: DispatchSemaphore?, line: @escaping @Sendable (String) -> Void) {
-        let pending = Locked<[UInt8]>([])
-        handle.readabilityHandler = { h in
-            let data = h.availableData
-            if data.isEmpty {
-                h.readabilityHandler = nil
-                let rest = pending.withLock { p -> [UInt8] in defer { p = [] }; return p }
-                if !rest.isEmpty { line(String(decoding: rest, as: UTF8.self)) }
-                done?.signal()
-                return
-            }
-            let lines = pending.withLock { p -> [String] in
-                p.append(contentsOf: data)
-                var out: [String] = []
-                while let nl = p.firstIndex(of: 10) {
+        let owner = UncheckedHandle(handle)
+        let thread = Thread {
+            let fd = owner.handle.fileDescriptor
+            var pending: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                pending.append(contentsOf: chunk[0..<n])
+                while let nl = pending.firstIndex(of: 10) {
                     var end = nl
-                    if end > 0 && p[end - 1] == 13 { end -= 1 }
-                    out.append(String(decoding: p[..<end], as: UTF8.self))
-                    p.removeSubrange(...nl)
+                    if end > 0 && pending[end - 1] == 13 { end -= 1 }
+                    line(String(decoding: pending[..<end], as: UTF8.self))
+                    pending.removeSubrange(...nl)
                 }
-                if p.count > 1 << 20 {  // a line longer than 1 MiB is logged in pieces
-                    out.append(String(decoding: p, as: UTF8.self))
-                    p.removeAll()
+                if pending.count > 1 << 20 {  // a line longer than 1 MiB is logged in pieces
+                    line(String(decoding: pending, as: UTF8.self))
+                    pending.removeAll()
                 }
-                return out
             }
-            for l in lines { line(l) }
+            if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
+            done?.signal()
+            withExtendedLifetime(owner) {}
         }
+        thread.name = "isthmus-worker-output"
+        thread.stackSize = 1 << 18
+        thread.start()
     }
+}
+
+/// A `FileHandle` handed to the one thread that reads it.
+private final class UncheckedHandle: @unchecked Sendable {
+    let handle: FileHandle
+    init(_ handle: FileHandle) { self.handle = handle }
 }

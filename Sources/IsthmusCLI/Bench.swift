@@ -58,12 +58,15 @@ struct LatencyBench: ParsableCommand {
     var python: String?
     @Option(name: .long, help: "Shared-memory arena size; 0 sends requests through the socket (no arena, no doorbell).")
     var shmArena: String = "256Mi"
+    @Option(name: .long, help: "How long the caller polls for an answer before it sleeps (default 300us while a CPU is left over; 0 = never).")
+    var spin: String?
 
     func run() throws {
         var options = PythonStageOptions()
         options.workers = 1
         options.credits = 1
         options.sharedMemoryBytes = try parseArenaSize(shmArena)
+        if let spin { options.spinWait = try parseDuration(spin, flag: "--spin") }
         if let python { options.python = python }
         let schema = Schema([Field("id", .int64), Field("x", .float64)])
         let stage = try OnlineStage(udf: udf, inputSchema: schema, options: options, log: { note($0) })

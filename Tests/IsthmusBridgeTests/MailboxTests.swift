@@ -78,3 +78,27 @@ struct MailboxTests {
         }
     }
 }
+
+/// When a waiting caller may poll for its doorbell answer instead of sleeping.
+@Suite("doorbell spin policy")
+struct SpinPolicyTests {
+    @Test("polls only while a CPU is left over for it", arguments: [
+        // (configured, cpus, busy workers, expected seconds)
+        (nil as Double?, 2, 1, SpinPolicy.defaultSeconds),
+        (nil, 1, 1, 0),                 // everything on one CPU: the worker needs it
+        (nil, 2, 2, 0),                 // two busy workers on two CPUs
+        (nil, 16, 8, SpinPolicy.defaultSeconds),
+        (0.001, 4, 3, 0.001),
+        (0.001, 4, 4, 0),
+        (0, 16, 1, 0),                  // turned off
+    ])
+    func budget(_ c: (Double?, Int, Int, Double)) {
+        #expect(SpinPolicy.budget(configured: c.0, cpus: c.1, busyWorkers: c.2) == c.3)
+    }
+
+    @Test("the affinity mask is read")
+    func allowed() {
+        let n = SpinPolicy.allowedCPUs()
+        #expect(n >= 1 && n <= ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
