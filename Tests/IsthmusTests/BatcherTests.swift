@@ -151,12 +151,12 @@ struct AdaptiveBatchSizeTests {
     @Test("grows additively well under the target, holds near it, halves close to it, stays in bounds")
     func aimd() {
         var c = AdaptiveBatchSize(target: 0.005, initial: 1000, minRows: 100, maxRows: 1200, step: 100)
-        #expect(c.observe(latency: 0.003) == 1100)
-        #expect(c.observe(latency: 0.0034) == 1200)         // under 70 % of the target: still grows
+        #expect(c.observe(latency: 0.002) == 1100)
+        #expect(c.observe(latency: 0.0029) == 1200)         // under 60 % of the target: still grows
         #expect(c.observe(latency: 0.001) == 1200)          // capped
-        #expect(c.observe(latency: 0.004) == 1200)          // between 70 % and 90 %: holds
-        #expect(c.observe(latency: 0.0045) == 1200)
-        #expect(c.observe(latency: 0.0046) == 600)          // over 90 %: halved
+        #expect(c.observe(latency: 0.0031) == 1200)         // between 60 % and 80 %: holds
+        #expect(c.observe(latency: 0.004) == 1200)
+        #expect(c.observe(latency: 0.0041) == 600)          // over 80 %: halved
         #expect(c.observe(latency: 0.9) == 300)
         #expect(c.observe(latency: 0.9) == 150)
         #expect(c.observe(latency: 0.9) == 100)             // floor
