@@ -15,6 +15,50 @@ struct OnlineStageTests {
         try RecordBatch(schema: schema, columns: [.int64([Int64(i)]), .float64([Double(i)])])
     }
 
+    /// A file that does not exist yet: a UDF misbehaves once, when it creates it.
+    static func marker() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-once-\(UUID().uuidString)").path
+    }
+
+    /// `die_once`: y = 2x + 1, except that the worker kills itself (SIGKILL) on request `id`
+    /// the first time, that is while `marker` does not exist.
+    static func dieOnce(id: Int, marker: String) throws -> String {
+        try PythonEnv.udfFile("""
+            import os, signal
+            import pyarrow.compute as pc
+
+            def die_once(batch):
+                if batch.column("id")[0].as_py() == \(id) and not os.path.exists(\(String(reflecting: marker))):
+                    open(\(String(reflecting: marker)), "w").close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """) + ":die_once"
+    }
+
+    /// `linear`, in a worker whose first reply mailbox is written by `evil` (Python statements
+    /// with `frames` and `box` in scope, returning what `encode_mailbox` returns) instead of
+    /// the real encoder.
+    static func lyingMailbox(_ evil: String, marker: String) throws -> String {
+        try PythonEnv.udfFile("""
+            import os, struct
+            import pyarrow.compute as pc
+            import isthmus.protocol as P
+
+            _real = P.encode_mailbox
+
+            def _once(frames, box):
+                if not os.path.exists(\(String(reflecting: marker))):
+                    open(\(String(reflecting: marker)), "w").close()
+                    \(evil)
+                return _real(frames, box)
+
+            P.encode_mailbox = _once
+
+            def linear(batch):
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """) + ":linear"
+    }
+
     @Test("sequential one-row requests come back with their own values")
     func sequential() throws {
         let file = try PythonEnv.udfFile(PythonEnv.udfs)
@@ -60,29 +104,12 @@ struct OnlineStageTests {
 
     @Test("a worker that answers through the reply mailbox with another message is replaced, the request answered")
     func wrongReply() throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
-        let file = try PythonEnv.udfFile("""
-            import os
-            import pyarrow.compute as pc
-            import isthmus.protocol as P
-
-            _real = P.encode_mailbox
-
-            def _heartbeat_instead(frames, box):
-                # Once: a HEARTBEAT where the RESULT should be.
-                if not os.path.exists(\(String(reflecting: marker))):
-                    open(\(String(reflecting: marker)), "w").close()
-                    return _real([P.encode_envelope(P.Kind.HEARTBEAT), b'{"rss_bytes": 1, "batches": 1}'], box)
-                return _real(frames, box)
-
-            P.encode_mailbox = _heartbeat_instead
-
-            def linear(batch):
-                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
-            """)
+        let marker = Self.marker()
+        // A HEARTBEAT where the RESULT should be.
+        let udf = try Self.lyingMailbox("return _real([P.encode_envelope(P.Kind.HEARTBEAT), b'{\"rss_bytes\": 1}'], box)", marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
         let notes = Locked<[String]>([])
-        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
+        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
                                     log: { line in notes.withLock { $0.append(line) } })
         defer { stage.close() }
         for i in 0..<4 {
@@ -94,32 +121,13 @@ struct OnlineStageTests {
 
     @Test("a worker that rings with a malformed reply mailbox is replaced and the request answered")
     func malformedReply() throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
-        let file = try PythonEnv.udfFile("""
-            import os, struct
-            import pyarrow.compute as pc
-            import isthmus.protocol as P
-
-            _real = P.encode_mailbox
-
-            def _lying(frames, box):
-                # Once: claim 1000 frames in the reply mailbox.
-                if not os.path.exists(\(String(reflecting: marker))):
-                    open(\(String(reflecting: marker)), "w").close()
-                    struct.pack_into("<II", box, 0, 1000, 0)
-                    return True
-                return _real(frames, box)
-
-            P.encode_mailbox = _lying
-
-            def linear(batch):
-                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
-            """)
+        let marker = Self.marker()
+        // 1000 frames claimed.
+        let udf = try Self.lyingMailbox("struct.pack_into('<II', box, 0, 1000, 0); return True", marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
         let notes = Locked<[String]>([])
-        var options = PythonEnv.options(workers: 1)
-        options.python = PythonEnv.python
-        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: options, log: { line in notes.withLock { $0.append(line) } })
+        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
+                                    log: { line in notes.withLock { $0.append(line) } })
         defer { stage.close() }
         for i in 0..<5 {
             #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
@@ -147,19 +155,10 @@ struct OnlineStageTests {
 
     @Test("a worker killed in the middle of a request is replaced and the request answered")
     func workerKilledMidRequest() throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-kill-\(UUID().uuidString)").path
-        let file = try PythonEnv.udfFile("""
-            import os, signal
-            import pyarrow.compute as pc
-
-            def die_once(batch):
-                if batch.column("id")[0].as_py() == 7 and not os.path.exists(\(String(reflecting: marker))):
-                    open(\(String(reflecting: marker)), "w").close()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
-            """)
+        let marker = Self.marker()
+        let udf = try Self.dieOnce(id: 7, marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
-        let stage = try OnlineStage(udf: "\(file):die_once", inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
+        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
         defer { stage.close() }
         for i in 0..<12 {
             let r = try stage.submitBlocking(Self.request(i))
@@ -175,19 +174,10 @@ struct OnlineStageTests {
         // Workers die with the thread that started them (PR_SET_PDEATHSIG); restarts happen on
         // whichever thread turns the loop, so they must still be started from a thread that
         // lives as long as the pool.
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-kill-\(UUID().uuidString)").path
-        let file = try PythonEnv.udfFile("""
-            import os, signal
-            import pyarrow.compute as pc
-
-            def die_once(batch):
-                if batch.column("id")[0].as_py() == 3 and not os.path.exists(\(String(reflecting: marker))):
-                    open(\(String(reflecting: marker)), "w").close()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
-            """)
+        let marker = Self.marker()
+        let udf = try Self.dieOnce(id: 3, marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
-        let stage = try OnlineStage(udf: "\(file):die_once", inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
+        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
         defer { stage.close() }
         let wrong = Locked(0)
         let done = DispatchSemaphore(value: 0)
