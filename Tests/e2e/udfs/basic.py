@@ -59,3 +59,8 @@ def echo_x(batch: pa.RecordBatch):
 
 def double_x(batch: pa.RecordBatch):
     return {"x2": pc.multiply(batch.column("x"), 2.0)}
+
+
+def linear_off_by_one(batch: pa.RecordBatch):
+    """y = 2x + 2: a wrong answer the latency benchmark must refuse."""
+    return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 2.0)}
