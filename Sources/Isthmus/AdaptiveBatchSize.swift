@@ -1,6 +1,7 @@
 /// Chooses a stage's batch size from measured per-batch latency, additive increase and
 /// multiplicative decrease (AIMD, as Clipper does): grow by `step` rows while a batch's
-/// latency stays at or under the target, halve when it goes over. Pure; the caller measures.
+/// latency stays well under the target (`growBelow`), halve when it comes close to it
+/// (`cutAbove`). Pure; the caller measures.
 public struct AdaptiveBatchSize: Sendable, Equatable {
     /// The latency each batch should stay under, in seconds.
     public let target: Double
@@ -36,8 +37,9 @@ public struct AdaptiveBatchSize: Sendable, Equatable {
     /// band keeps the probing under the target. With the band at 70–90 % of the target, the
     /// 99th percentile still went over 5 ms in 5 of 9 runs (W2, one worker, `bench/run.py
     /// --only ADAPT` three times): the peak of each sawtooth tooth sits at the cut line, and noise
-    /// takes it over. At 60–80 % it stayed at 3.6–4.7 ms in all 12 runs, at 0.82–0.92× the best
-    /// fixed batch size's throughput (0.85–0.90× before).
+    /// takes it over. At 60–80 % it stayed at 3.6–4.7 ms in 12 runs of `--only ADAPT`, at
+    /// 0.82–0.92× the best fixed batch size's throughput (0.85–0.90× before); the full `make
+    /// bench` run after it had one of its three runs at 5.6 ms.
     @discardableResult
     public mutating func observe(latency: Double, rows batchRows: Int? = nil) -> Int {
         if latency > target * cutAbove {

@@ -82,8 +82,9 @@ final class PoolIO: @unchecked Sendable {
     let baton = NSLock()
     /// CPUs this process may use (for `SpinPolicy`).
     private let cpus = SpinPolicy.allowedCPUs()
-    /// Starts every worker process, from one long-lived thread (see `SpawnThread`).
-    private let spawner = SpawnThread()
+    /// Starts every local worker process, from one long-lived thread (see `SpawnThread`);
+    /// created by `prepare()` for local workers only.
+    private var spawner: SpawnThread?
     /// The ROUTER's `ZMQ_FD`, polled with poll(2) by whoever waits for the socket.
     private var socketFD: Int32 = -1
 
@@ -139,13 +140,14 @@ final class PoolIO: @unchecked Sendable {
             return
         }
         try checkInterpreter()
+        spawner = SpawnThread()
         for slot in slots { try launch(slot) }
     }
 
     /// Cleans up when `prepare()` failed and the I/O thread will never run.
     func abortBeforeStart() {
         for slot in slots { slot.process?.kill(reason: "startup aborted") }
-        spawner.stop()
+        spawner?.stop()
         router.close()
         if let directory { RunDirectory.remove(directory) }
     }
@@ -191,6 +193,7 @@ final class PoolIO: @unchecked Sendable {
         let python = Interpreter.resolve(configuration.python)
         let index = slot.index, generation = slot.generation
         do {
+            guard let spawner else { throw BridgeError(.startup, "no spawn thread: local workers are started after prepare()") }
             slot.process = try spawner.run { try WorkerProcess(
                 python: python, arguments: ["-m", "isthmus.worker"], environment: env,
                 slot: index, generation: generation,
@@ -203,6 +206,8 @@ final class PoolIO: @unchecked Sendable {
                     var b: UInt8 = 1
                     _ = write(wakeWrite, &b, 1)
                 }) }
+        } catch let error as BridgeError {
+            throw error
         } catch {
             throw BridgeError(.startup, "cannot start the Python interpreter '\(configuration.python)': \(error.localizedDescription)")
         }
@@ -234,6 +239,8 @@ final class PoolIO: @unchecked Sendable {
         baton.lock()
         defer { baton.unlock() }
         var wakeReadable = false
+        // One polling budget per wait, not per wake-up: a slow answer costs it once.
+        var pollUntil: Double?
         while true {
             if shared.locked({ shared.ioFinished }) { return }
             if turn(wakeReadable: wakeReadable) {
@@ -242,8 +249,14 @@ final class PoolIO: @unchecked Sendable {
             }
             if satisfied() { return }
             let bells = slots.compactMap { $0.doorbellOpen && $0.doorbellBusy ? $0.doorbell?.replyFD : nil }
-            let spin = bells.isEmpty ? 0 : SpinPolicy.budget(configured: configuration.spinWait, cpus: cpus, busyWorkers: bells.count)
-            if spin > 0 && pollBriefly(bells, seconds: spin) { continue }
+            if !bells.isEmpty && pollUntil == nil {
+                let busy = slots.filter { !$0.inFlight.isEmpty }.count
+                pollUntil = now() + SpinPolicy.budget(configured: configuration.spinWait, cpus: cpus, busyWorkers: busy)
+            }
+            if let until = pollUntil, !bells.isEmpty, let ready = pollBriefly(bells, until: until) {
+                wakeReadable = ready
+                continue
+            }
             wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), also: bells)
         }
     }
@@ -283,15 +296,18 @@ final class PoolIO: @unchecked Sendable {
         return n > 0 && fds[0].revents & Int16(POLLIN) != 0
     }
 
-    /// Polls `fds` (doorbells) without sleeping for up to `seconds` (see `SpinPolicy`); whether
-    /// one became readable. The wake-up pipe and the socket are left to the next turn.
-    private func pollBriefly(_ fds: [Int32], seconds: Double) -> Bool {
-        var items = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-        let until = now() + seconds
-        repeat {
-            if items.withUnsafeMutableBufferPointer({ poll($0.baseAddress, nfds_t($0.count), 0) }) > 0 { return true }
-        } while now() < until
-        return false
+    /// Polls the doorbells `fds`, the wake-up pipe and the socket without sleeping until
+    /// `until` (see `SpinPolicy`). Returns nil when nothing became readable in time, else
+    /// whether the wake-up pipe did (a submit, an exit, a stop), for the next turn.
+    private func pollBriefly(_ fds: [Int32], until: Double) -> Bool? {
+        var items = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)]
+            + fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        while now() < until {
+            if items.withUnsafeMutableBufferPointer({ poll($0.baseAddress, nfds_t($0.count), 0) }) > 0 {
+                return items[0].revents & Int16(POLLIN) != 0
+            }
+        }
+        return nil
     }
 
     /// Wakes whoever polls the wake-up pipe (the I/O thread, a driving caller).
@@ -345,7 +361,7 @@ final class PoolIO: @unchecked Sendable {
             receiveAll()
         }
         for slot in slots where slot.process?.isRunning == true { slot.process?.kill(reason: "did not exit after CLOSE") }
-        spawner.stop()
+        spawner?.stop()
         router.close()
         if let directory { RunDirectory.remove(directory) }
         if !readySignalled {

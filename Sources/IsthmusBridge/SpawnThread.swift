@@ -28,7 +28,10 @@ final class SpawnThread: @unchecked Sendable {
         let call = UnsafeSendable(body)
         condition.lock()
         while job != nil && !stopped { condition.wait() }
-        precondition(!stopped, "a worker start after the pool stopped")
+        if stopped {
+            condition.unlock()
+            throw BridgeError(.cancelled, "the pool is stopping: no worker can be started any more")
+        }
         job = {
             box.result = Result { try call.value() }
             done.signal()
@@ -39,7 +42,7 @@ final class SpawnThread: @unchecked Sendable {
         return try box.result!.get()
     }
 
-    /// Ends the thread once it is idle; later `run` calls are a programming error.
+    /// Ends the thread once it is idle; later `run` calls throw.
     func stop() {
         condition.lock()
         stopped = true

@@ -34,8 +34,9 @@ final class WorkerProcess: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        WorkerProcess.pump(out.fileHandleForReading, done: nil) { line in onLine(slot, "stdout", line) }
-        WorkerProcess.pump(err.fileHandleForReading, done: stderrDone) { [tail] line in
+        let stop = try ReaderStop()
+        WorkerProcess.pump(out.fileHandleForReading, stop: stop, done: nil) { line in onLine(slot, "stdout", line) }
+        WorkerProcess.pump(err.fileHandleForReading, stop: stop, done: stderrDone) { [tail] line in
             tail.withLock { t in
                 t.append(line)
                 if t.count > 60 { t.removeFirst(t.count - 60) }
@@ -45,6 +46,8 @@ final class WorkerProcess: @unchecked Sendable {
         process.terminationHandler = { [stderrDone, tail, killReason] p in
             // Give the stderr pump a moment to drain so a crash report includes the last traceback.
             _ = stderrDone.wait(timeout: .now() + 0.5)
+            // A child of the worker may hold the pipes open long after: stop reading them.
+            stop.signal()
             let cause: ExitCause
             if let reason = killReason.withLock({ $0 }) {
                 cause = .killedByHost(reason)
@@ -73,21 +76,29 @@ final class WorkerProcess: @unchecked Sendable {
     /// The last lines the worker wrote to stderr.
     var stderrTail: [String] { tail.withLock { $0 } }
 
-    /// Reads `handle` line by line on a thread of its own until end of file.
+    /// Reads `handle` line by line on a thread of its own until end of file, or until `stop`
+    /// is signalled (the process has ended; what is readable then is still read).
     ///
-    /// A blocking read loop, not `FileHandle.readabilityHandler`: tearing a readability handler
+    /// A polling read loop, not `FileHandle.readabilityHandler`: tearing a readability handler
     /// down while other threads set up new ones corrupts libdispatch's epoll bookkeeping on
     /// Linux (swift-corelibs-libdispatch issue 949), and the pool's test suite crashed that way
     /// in the dispatch manager thread once in four runs while workers were being replaced. A
-    /// blocking read never registers the descriptor with libdispatch. The thread owns `handle`,
-    /// so the descriptor stays open until the loop has seen end of file.
-    private static func pump(_ handle: FileHandle, done: DispatchSemaphore?, line: @escaping @Sendable (String) -> Void) {
+    /// poll(2) loop never registers the descriptor with libdispatch. The thread owns `handle`,
+    /// so the descriptor stays open until the loop ends.
+    private static func pump(_ handle: FileHandle, stop: ReaderStop, done: DispatchSemaphore?, line: @escaping @Sendable (String) -> Void) {
         let owner = UncheckedHandle(handle)
         let thread = Thread {
             let fd = owner.handle.fileDescriptor
             var pending: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            var stopping = false
             while true {
+                var items = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop.readFD, events: Int16(POLLIN), revents: 0)]
+                let ready = items.withUnsafeMutableBufferPointer { poll($0.baseAddress, stopping ? 1 : 2, stopping ? 0 : -1) }
+                if ready < 0 && errno == EINTR { continue }
+                if ready <= 0 { break }  // stopping and nothing left to read
+                if items[1].revents != 0 { stopping = true }
+                guard items[0].revents != 0 else { continue }
                 let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
@@ -105,11 +116,55 @@ final class WorkerProcess: @unchecked Sendable {
             }
             if !pending.isEmpty { line(String(decoding: pending, as: UTF8.self)) }
             done?.signal()
-            withExtendedLifetime(owner) {}
+            // Closed here, not when the handle is deallocated: Foundation keeps an ended
+            // `Process`, and with it its pipes, longer than this reader needs them.
+            try? owner.handle.close()
+            stop.readerDone()
         }
         thread.name = "isthmus-worker-output"
         thread.stackSize = 1 << 18
         thread.start()
+    }
+}
+
+/// Tells the output readers of an ended process to stop waiting for end of file: a child the
+/// worker started may have inherited its stdout and stderr and keep them open for a long time
+/// (each restart would otherwise leave two threads and two descriptors behind until then).
+private final class ReaderStop: Sendable {
+    let readFD: Int32
+    private let writeFD: Int32
+    /// Readers still running, and whether the pipe is closed; the last reader to end closes
+    /// it (the process object may outlive the readers by far).
+    private let state = Locked((readers: 2, signalled: false, closed: false))
+
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw BridgeError(.startup, "cannot create a pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        readFD = fds[0]
+        writeFD = fds[1]
+    }
+
+    /// Tells the readers to finish (once; nothing once they have ended).
+    func signal() {
+        state.withLock { s in
+            guard !s.closed, !s.signalled else { return }
+            s.signalled = true
+            var b: UInt8 = 1
+            _ = write(writeFD, &b, 1)
+        }
+    }
+
+    /// Called by each reader as it ends.
+    func readerDone() {
+        state.withLock { s in
+            s.readers -= 1
+            if s.readers == 0 && !s.closed {
+                s.closed = true
+                close(readFD)
+                close(writeFD)
+            }
+        }
     }
 }
 

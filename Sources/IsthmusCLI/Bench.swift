@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Isthmus
 import IsthmusArrow
+import IsthmusBridge
 
 /// `isthmus bench`: measurements that need the Swift host itself (the driver is bench/run.py).
 struct BenchCommand: ParsableCommand {
@@ -58,7 +59,7 @@ struct LatencyBench: ParsableCommand {
     var python: String?
     @Option(name: .long, help: "Shared-memory arena size; 0 sends requests through the socket (no arena, no doorbell).")
     var shmArena: String = "256Mi"
-    @Option(name: .long, help: "How long the caller polls for an answer before it sleeps (default 300us while a CPU is left over; 0 = never).")
+    @Option(name: .long, help: "How long the caller polls for an answer before it sleeps, at most 1ms (default 300us while a CPU is left over; 0 = never).")
     var spin: String?
 
     func run() throws {
@@ -66,7 +67,13 @@ struct LatencyBench: ParsableCommand {
         options.workers = 1
         options.credits = 1
         options.sharedMemoryBytes = try parseArenaSize(shmArena)
-        if let spin { options.spinWait = try parseDuration(spin, flag: "--spin") }
+        if let spin {
+            let seconds = try parseDuration(spin, flag: "--spin")
+            guard seconds <= SpinPolicy.maxSeconds else {
+                throw CLIFailure.usage("--spin: expected at most 1ms (longer waits are cheaper asleep) but found '\(spin)'")
+            }
+            options.spinWait = seconds
+        }
         if let python { options.python = python }
         let schema = Schema([Field("id", .int64), Field("x", .float64)])
         let stage = try OnlineStage(udf: udf, inputSchema: schema, options: options, log: { note($0) })

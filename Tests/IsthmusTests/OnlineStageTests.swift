@@ -196,6 +196,50 @@ struct OnlineStageTests {
         #expect(stage.stats.restarts.count == 1, "\(stage.stats.restarts)")
     }
 
+    @Test("workers whose children keep their output pipes open leave no reader threads or descriptors behind")
+    func childrenHoldingPipes() throws {
+        // Each worker starts a child that inherits its stdout and stderr and outlives it; three
+        // workers are killed in turn. The host must stop reading the old pipes once each worker
+        // has ended instead of waiting for end of file, which only comes when the children end.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-kids-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let file = try PythonEnv.udfFile("""
+            import os, signal, subprocess
+            import pyarrow.compute as pc
+
+            _child = subprocess.Popen(["sleep", "60"])
+            open(os.path.join(\(String(reflecting: dir)), f"child-{_child.pid}"), "w").close()
+
+            def die_at_odd(batch):
+                i = batch.column("id")[0].as_py()
+                mark = os.path.join(\(String(reflecting: dir)), f"died-{i}")
+                if i % 2 == 1 and not os.path.exists(mark):
+                    open(mark, "w").close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """)
+        defer {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix("child-") {
+                if let pid = Int32(name.dropFirst(6)) { kill(pid, SIGKILL) }
+            }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        func openDescriptors() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count }
+        let stage = try OnlineStage(udf: "\(file):die_at_odd", inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
+                                    log: { _ in })
+        defer { stage.close() }
+        #expect(try stage.submitBlocking(Self.request(0)).column("y")?.double(0) == 1)
+        let before = openDescriptors()
+        for i in 1...6 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+        }
+        #expect(stage.stats.restarts.count == 3)
+        // The readers of a killed worker stop half a second after it ended.
+        Thread.sleep(forTimeInterval: 1.5)
+        let after = openDescriptors()
+        #expect(after <= before + 1, "descriptors: \(before) before the restarts, \(after) after")
+    }
+
     @Test("a request that hangs past the timeout fails with the timeout, not a hang")
     func hungRequestTimesOut() throws {
         let file = try PythonEnv.udfFile("""
