@@ -9,8 +9,8 @@ import Glibc
 /// When the caller sleeps, its wake-up lands on an idle CPU, which on a virtual machine costs
 /// tens of microseconds; when it polls instead, it sees the answer at once (L1, 2-core
 /// machine, p50: 191–193 µs sleeping, 125–126 µs polling for up to 300 µs). Polling takes a CPU,
-/// so it is done only while a CPU is left over: the caller may run on more CPUs than there are
-/// workers with a request in flight, plus itself. With every process on one CPU
+/// so it is done only while a CPU is left over for it: the caller may run on at least as many
+/// CPUs as there are workers with a request in flight, plus itself. With every process on one CPU
 /// (`taskset -c 0`), polling would keep the worker from running (p90 144 → 449 µs), and the
 /// policy says no. While it polls, the caller also watches the wake-up pipe and the socket, so
 /// other callers' requests, worker exits and stop requests are not held up.

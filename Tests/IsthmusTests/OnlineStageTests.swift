@@ -142,13 +142,20 @@ struct OnlineStageTests {
         let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: PythonEnv.options(workers: 2))
         defer { stage.close() }
         let wrong = Locked(0)
-        DispatchQueue.concurrentPerform(iterations: 8) { t in
-            for k in 0..<40 {
-                let i = t * 1000 + k
-                let y = (try? stage.submitBlocking(Self.request(i)))?.column("y")?.double(0)
-                if y != Double(i) * 2 + 1 { wrong.withLock { $0 += 1 } }
+        let group = DispatchGroup()
+        for t in 0..<8 {
+            group.enter()
+            Thread.detachNewThread {
+                for k in 0..<40 {
+                    let i = t * 1000 + k
+                    let y = (try? stage.submitBlocking(Self.request(i)))?.column("y")?.double(0)
+                    if y != Double(i) * 2 + 1 { wrong.withLock { $0 += 1 } }
+                }
+                group.leave()
             }
         }
+        // A waiter nobody wakes must fail the test, not hang the suite.
+        #expect(group.wait(timeout: .now() + 120) == .success)
         #expect(wrong.value == 0)
         #expect(stage.stats.rowsOut == 320)
     }
@@ -187,8 +194,8 @@ struct OnlineStageTests {
             }
             done.signal()
         }
-        done.wait()
-        Thread.sleep(forTimeInterval: 0.5)  // that thread has ended by now
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        Thread.sleep(forTimeInterval: 0.5)  // that thread returns right after signalling
         for i in 6..<12 {
             #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
         }
@@ -224,20 +231,27 @@ struct OnlineStageTests {
             }
             try? FileManager.default.removeItem(atPath: dir)
         }
-        func openDescriptors() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count }
+        /// The pipes a child holds as its stdout and stderr ("pipe:[inode]").
+        func pipes(of pid: String) -> Set<String> {
+            Set(["1", "2"].compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") })
+        }
         let stage = try OnlineStage(udf: "\(file):die_at_odd", inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
                                     log: { _ in })
         defer { stage.close() }
-        #expect(try stage.submitBlocking(Self.request(0)).column("y")?.double(0) == 1)
-        let before = openDescriptors()
-        for i in 1...6 {
+        for i in 0...6 {
             #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
         }
         #expect(stage.stats.restarts.count == 3)
-        // The readers of a killed worker stop half a second after it ended.
+        // The readers of a killed worker stop half a second after it ended; give them time.
         Thread.sleep(forTimeInterval: 1.5)
-        let after = openDescriptors()
-        #expect(after <= before + 1, "descriptors: \(before) before the restarts, \(after) after")
+        let children = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("child-") }
+        #expect(children.count == 4)
+        let held = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [])
+            .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") })
+        // Only the live worker's child shares pipes with this process; the three killed
+        // workers' children still hold theirs, and this process must no longer.
+        let stillRead = children.filter { !pipes(of: String($0.dropFirst(6))).isDisjoint(with: held) }
+        #expect(stillRead.count <= 1, "pipes still open here for \(stillRead.count) of \(children.count) children")
     }
 
     @Test("a request that hangs past the timeout fails with the timeout, not a hang")

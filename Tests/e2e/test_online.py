@@ -37,10 +37,20 @@ def test_a_wrong_answer_is_refused_with_what_was_expected() -> None:
     assert err.strip().splitlines()[-1] == "error: expected y = 2x + 1 = 1.0 for request 0 but found 2.0"
 
 
+def test_an_answer_without_y_is_refused() -> None:
+    r, out, err = latency(fn="echo_x", requests=10, warmup=2)
+    assert r.returncode == 1
+    assert out == ""
+    assert err.strip().splitlines()[-1] == "error: expected a float64 column y in the answer to request 0 but found columns (x)"
+
+
 def test_bad_flags_are_usage_errors() -> None:
     r, _, err = latency("--spin", "5parsecs", requests=10, warmup=2)
     assert r.returncode == 2
     assert "--spin: expected a duration like 0, 500us, 5ms, 2.5, 1s or 2m but found '5parsecs'" in err
+    r, _, err = latency("--spin", "5ms", requests=10, warmup=2)
+    assert r.returncode == 2
+    assert "--spin: expected at most 1ms (longer waits are cheaper asleep) but found '5ms'" in err
     r, _, err = latency("--shm-arena", "512K", requests=10, warmup=2)
     assert r.returncode == 2
     assert "--shm-arena: expected 0 (off) or at least 1Mi but found '512K'" in err

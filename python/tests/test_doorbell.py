@@ -9,14 +9,17 @@ import mmap
 import os
 import select
 import struct
+import threading
+import time
 
 import pyarrow as pa
 import pytest
+import zmq
 
 from conftest import RawHost, ipc_stream
 from isthmus import protocol as P
 from isthmus.errors import ProtocolError
-from isthmus.runtime import read_stream
+from isthmus.runtime import Worker, WorkerConfig, read_stream
 
 ARENA = 1 << 20
 BOX = 64 << 10
@@ -226,3 +229,69 @@ def test_offsets_must_be_aligned() -> None:
     doc = {"request_fifo": "a", "reply_fifo": "b", "request_offset": 4, "reply_offset": 64, "size": 64}
     with pytest.raises(ProtocolError, match="request_offset to be a non-negative multiple of 8, found 4"):
         P.parse_open({"stages": [{"name": "s", "udf": "m.py:f"}], "doorbell": doc})
+
+
+def test_a_request_fifo_without_writer_leaves_the_socket(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    assert _ready(raw_host, write_udf, bells).doorbell is True
+    os.close(bells.request_fd)  # the host lets go of the request FIFO: the worker sees end of file
+    bells.request_fd = os.open(os.devnull, os.O_RDONLY)  # for close()
+    time.sleep(0.3)
+    raw_host.send(*_batch(4, [1]))
+    env, rest = raw_host.recv(10)
+    assert env.kind == P.Kind.RESULT and env.sequence == 4 and read_stream(rest).column("y").to_pylist() == [3]
+    assert raw_host.proc is not None and raw_host.proc.poll() is None  # alive, not busy-looping to death
+
+
+def test_a_protocol_error_in_a_doorbell_batch_is_answered_in_the_reply_mailbox(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    assert _ready(raw_host, write_udf, bells).doorbell is True
+    bells.ring(P.encode_envelope(P.Kind.BATCH, stage=1, sequence=5, attempt=2), _batch(5, [1])[1])
+    got = bells.answer(5000)
+    assert got is not None
+    env, rest = got
+    assert (env.kind, env.sequence, env.attempt) == (P.Kind.ERROR, 5, 2)
+    assert "expected BATCH for stage 0, found stage 1" in P.parse_error(P.loads_json(rest[0], "ERROR")).message
+    bells.ring(*_batch(6, [1]))
+    got = bells.answer(5000)
+    assert got is not None and got[0].sequence == 6
+
+
+def test_a_full_reply_fifo_sends_the_answer_through_the_socket(raw_host: RawHost, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    assert _ready(raw_host, write_udf, bells).doorbell is True
+    try:
+        while True:
+            os.write(bells.reply_fd, b"\0" * 4096)
+    except BlockingIOError:
+        pass
+    bells.ring(*_batch(7, [2]))
+    env, rest = raw_host.recv(10)
+    assert env.kind == P.Kind.RESULT and env.sequence == 7 and read_stream(rest).column("y").to_pylist() == [5]
+
+
+def test_an_in_process_worker_uses_the_doorbells_and_stops(tmp_path, write_udf, bells: Bells) -> None:  # type: ignore[no-untyped-def]
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/s.sock"
+    router.bind(endpoint)
+    udf = write_udf("bell_inproc.py", LIN)
+    worker = Worker(WorkerConfig(endpoint=endpoint, token="t", slot=0, in_process=True, warm=False), context=ctx)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()))
+    thread.start()
+    try:
+        assert router.poll(10_000)
+        identity = router.recv_multipart()[0]
+        doc = P.Open((P.StageRef("s", f"{udf}:lin", {}),), shm=bells.arena, doorbell=bells.offer)
+        router.send_multipart([identity, P.encode_envelope(P.Kind.OPEN), P.dumps_json(doc.to_json()),
+                               pa.schema([("x", pa.int64())]).serialize().to_pybytes()])
+        assert router.poll(10_000)
+        ready = router.recv_multipart()
+        assert P.parse_ready(P.loads_json(ready[2], "READY")).doorbell is True
+        bells.ring(*_batch(1, [3]))
+        got = bells.answer(5000)
+        assert got is not None and read_stream(got[1]).column("y").to_pylist() == [7]
+    finally:
+        worker.stop()
+        thread.join(10)
+        router.close(0)
+        ctx.term()
+    assert not thread.is_alive() and codes == [0]

@@ -690,11 +690,13 @@ class Doorbell:
     def reply(self, frames: list[Any]) -> bool:
         """Puts an answer in the reply mailbox and rings; False when it must go through the
         socket instead (too large, or the FIFO would block)."""
-        if not P.encode_mailbox(frames, self.reply_box):
-            return False
         try:
+            # Nothing is written unless it all fits, and a mailbox is only read after a ring:
+            # any failure here leaves the socket to carry the answer.
+            if not P.encode_mailbox(frames, self.reply_box):
+                return False
             return os.write(self.reply_fd, b"\x01") == 1
-        except OSError:
+        except (OSError, TypeError, ValueError, BufferError):
             return False
 
     def close(self) -> None:
