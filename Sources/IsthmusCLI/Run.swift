@@ -131,7 +131,7 @@ struct RunCommand: ParsableCommand {
             if !insecure {
                 let pair = try curveKey.map(KeyFiles.read) ?? KeyFiles.fresh()
                 options.curveSecretKey = pair.secret
-                note("isthmus: workers join with: isthmus-worker --connect \(listen) --server-key '\(pair.public)'")
+                note("isthmus: workers join with: isthmus-worker --connect \(listen) --server-key='\(pair.public)'")
             }
         } else {
             try checkUDFs()

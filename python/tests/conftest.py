@@ -44,7 +44,7 @@ def worker_env(**extra: str) -> dict[str, str]:
 class RawHost:
     """A ROUTER on a private ipc endpoint that a test drives message by message."""
 
-    def __init__(self, curve: bool = False) -> None:
+    def __init__(self, curve: bool = False, keypair: tuple[bytes, bytes] | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="isthmus-t-", dir="/tmp" if os.path.isdir("/tmp") else None)
         self.token = secrets.token_hex(16)
         self.ctx = zmq.Context()
@@ -52,7 +52,7 @@ class RawHost:
         self.router.setsockopt(zmq.LINGER, 0)
         self.server_public: bytes | None = None
         if curve:
-            self.server_public, secret = zmq.curve_keypair()
+            self.server_public, secret = keypair or zmq.curve_keypair()
             self.router.curve_server = True
             self.router.curve_secretkey = secret
             port = self.router.bind_to_random_port("tcp://127.0.0.1")

@@ -357,3 +357,24 @@ def test_tcp_with_curve(write_udf) -> None:  # type: ignore[no-untyped-def]
         assert pa.ipc.open_stream(b"".join(rest)).read_all().to_pydict() == {"y": [11]}
     finally:
         host.close()
+
+
+@pytest.mark.skipif(not __import__("zmq").has("curve"), reason="libzmq without CurveZMQ")
+def test_a_server_key_that_begins_with_a_dash(write_udf) -> None:  # type: ignore[no-untyped-def]
+    # Z85 has "-" in its alphabet: about one key in 85 begins with it, and argparse used to
+    # read "--server-key -Xy..." as a missing value (the worker exited 2, the host waited).
+    import zmq
+
+    while True:
+        public, secret = zmq.curve_keypair()
+        if public.startswith(b"-"):
+            break
+    path = write_udf("wp_dash.py", LIN)
+    for form in (["--server-key", public.decode()], [f"--server-key={public.decode()}"]):
+        host = RawHost(curve=True, keypair=(public, secret))
+        try:
+            host.spawn(env={"ISTHMUS_CURVE_SERVERKEY": ""}, args=["--connect", host.endpoint, "--token", host.token, *form])
+            env, _ = host.handshake(f"{path}:lin", pa.schema([("x", pa.int64())]))
+            assert env.kind == P.Kind.READY, form
+        finally:
+            host.close()

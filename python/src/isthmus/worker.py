@@ -224,9 +224,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Options whose value may begin with "-": a Z85 key does about once in 85 (the alphabet has
+#: "-"), and argparse would take ``--server-key -NC}...`` for a missing value.
+_DASH_VALUES = ("--server-key",)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--server-key VALUE`` as ``--server-key=VALUE``, so that a value starting with "-"
+    stays the option's value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _DASH_VALUES and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``isthmus-worker`` and ``python -m isthmus.worker``."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_join_dash_values(sys.argv[1:] if argv is None else list(argv)))
 
     if args.version:
         sys.stdout.write(json.dumps({"helper": HELPER_VERSION, "protocol": PROTOCOL_VERSION}) + "\n")
