@@ -37,8 +37,9 @@ public struct PoolConfiguration: Sendable {
     /// cores: see bench/README.md).
     public var callerDriven: Bool = false
     /// How long a caller waiting for a doorbell answer polls before it sleeps, in seconds; nil =
-    /// `SpinPolicy.defaultSeconds` (300 µs), 0 = never. Polling happens only while the process
-    /// may use more CPUs than there are busy workers plus the caller (see `SpinPolicy`).
+    /// `SpinPolicy.defaultSeconds` (300 µs), at most `SpinPolicy.maxSeconds` (1 ms), 0 = never.
+    /// Polling happens only while the process may use at least as many CPUs as there are busy
+    /// workers plus the caller (see `SpinPolicy`).
     public var spinWait: Double?
     /// Largest result (bytes of one RESULT) accepted; larger results fail the run.
     public var maxResultBytes: Int = 1 << 30

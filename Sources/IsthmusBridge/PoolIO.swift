@@ -289,25 +289,31 @@ final class PoolIO: @unchecked Sendable {
     /// `also` descriptors (doorbells) is readable, or the timeout; returns whether the wake-up
     /// pipe was readable.
     private func waitForWork(timeoutMilliseconds: Int, watchSocket: Bool = true, also: [Int32] = []) -> Bool {
-        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-        if watchSocket { fds.append(pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)) }
-        for fd in also { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(timeoutMilliseconds)) }
-        return n > 0 && fds[0].revents & Int16(POLLIN) != 0
+        var fds = pollSet(watchSocket: watchSocket, also: also)
+        return pollOnce(&fds, timeoutMilliseconds: timeoutMilliseconds) ?? false
     }
 
     /// Polls the doorbells `fds`, the wake-up pipe and the socket without sleeping until
     /// `until` (see `SpinPolicy`). Returns nil when nothing became readable in time, else
     /// whether the wake-up pipe did (a submit, an exit, a stop), for the next turn.
     private func pollBriefly(_ fds: [Int32], until: Double) -> Bool? {
-        var items = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)]
-            + fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        var set = pollSet(watchSocket: true, also: fds)
         while now() < until {
-            if items.withUnsafeMutableBufferPointer({ poll($0.baseAddress, nfds_t($0.count), 0) }) > 0 {
-                return items[0].revents & Int16(POLLIN) != 0
-            }
+            if let wake = pollOnce(&set, timeoutMilliseconds: 0) { return wake }
         }
         return nil
+    }
+
+    /// The wake-up pipe first, then the socket (when `watchSocket`), then `also`.
+    private func pollSet(watchSocket: Bool, also: [Int32]) -> [pollfd] {
+        ([wakeFD] + (watchSocket ? [socketFD] : []) + also).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    }
+
+    /// One poll(2) over a `pollSet`: nil when nothing became readable within the timeout, else
+    /// whether the wake-up pipe did.
+    private func pollOnce(_ fds: inout [pollfd], timeoutMilliseconds: Int) -> Bool? {
+        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(timeoutMilliseconds)) }
+        return n > 0 ? fds[0].revents & Int16(POLLIN) != 0 : nil
     }
 
     /// Wakes whoever polls the wake-up pipe (the I/O thread, a driving caller).
@@ -889,7 +895,7 @@ final class PoolIO: @unchecked Sendable {
             let t = now()
             if batch.sentAt == 0 { batch.sentAt = t }
             batch.dispatchedAt = t
-            batch.viaDoorbell = false
+            let head: [[UInt8]], payload: [Buffer]
             if s.shm, let region = batch.region, let arena {
                 // Only descriptors travel: the batch is already in the arena; the worker may
                 // write its result into a second region sized from the results seen so far.
@@ -901,15 +907,15 @@ final class PoolIO: @unchecked Sendable {
                 batch.offered = offered
                 s.held[region.offset] = region
                 let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag)
-                batch.viaDoorbell = ring(s, [envelope.encoded, offered.encoded], payload: [])
-                if !batch.viaDoorbell { send(to: s, [envelope.encoded, offered.encoded], payload: [], json: nil) }
+                head = [envelope.encoded, offered.encoded]
+                payload = []
                 shmSent += 1
             } else {
-                let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence)
-                batch.viaDoorbell = ring(s, [envelope.encoded], payload: batch.payload)
-                if !batch.viaDoorbell { send(to: s, [envelope.encoded], payload: batch.payload, json: nil) }
+                head = [Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence).encoded]
+                payload = batch.payload
             }
-            if batch.viaDoorbell { bellSent += 1 }
+            batch.viaDoorbell = ring(s, head, payload: payload)
+            if batch.viaDoorbell { bellSent += 1 } else { send(to: s, head, payload: payload, json: nil) }
             s.inFlight.append(batch)
             sent += 1
         }

@@ -102,28 +102,21 @@ struct OnlineStageTests {
         #expect(stage.stats.shmBatches == 5)
     }
 
-    @Test("a worker that answers through the reply mailbox with another message is replaced, the request answered")
-    func wrongReply() throws {
-        let marker = Self.marker()
+    /// Reply mailboxes a worker lies with once (Python written over the real encoder, see
+    /// `lyingMailbox`), and the note the host must log before it replaces that worker.
+    static let lyingReplies: [(String, String)] = [
         // A HEARTBEAT where the RESULT should be.
-        let udf = try Self.lyingMailbox("return _real([P.encode_envelope(P.Kind.HEARTBEAT), b'{\"rss_bytes\": 1}'], box)", marker: marker)
-        defer { try? FileManager.default.removeItem(atPath: marker) }
-        let notes = Locked<[String]>([])
-        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
-                                    log: { line in notes.withLock { $0.append(line) } })
-        defer { stage.close() }
-        for i in 0..<4 {
-            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
-        }
-        #expect(stage.stats.restarts.count == 1)
-        #expect(notes.value.contains { $0.contains("rang its doorbell with HEARTBEAT for batch 0 attempt 0, expected the RESULT or ERROR") }, "\(notes.value)")
-    }
-
-    @Test("a worker that rings with a malformed reply mailbox is replaced and the request answered")
-    func malformedReply() throws {
-        let marker = Self.marker()
+        ("return _real([P.encode_envelope(P.Kind.HEARTBEAT), b'{\"rss_bytes\": 1}'], box)",
+         "rang its doorbell with HEARTBEAT for batch 0 attempt 0, expected the RESULT or ERROR"),
         // 1000 frames claimed.
-        let udf = try Self.lyingMailbox("struct.pack_into('<II', box, 0, 1000, 0); return True", marker: marker)
+        ("struct.pack_into('<II', box, 0, 1000, 0); return True",
+         "malformed reply mailbox: expected 1 to 64 frames in the mailbox message, found 1000"),
+    ]
+
+    @Test("a worker that lies in its reply mailbox is replaced and the request answered", arguments: lyingReplies)
+    func lyingReply(_ lie: (evil: String, note: String)) throws {
+        let marker = Self.marker()
+        let udf = try Self.lyingMailbox(lie.evil, marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
         let notes = Locked<[String]>([])
         let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
@@ -133,7 +126,7 @@ struct OnlineStageTests {
             #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
         }
         #expect(stage.stats.restarts.count == 1)
-        #expect(notes.value.contains { $0.contains("malformed reply mailbox: expected 1 to 64 frames in the mailbox message, found 1000") }, "\(notes.value)")
+        #expect(notes.value.contains { $0.contains(lie.note) }, "\(notes.value)")
     }
 
     @Test("many threads at once: one drives, the others get their answers as they arrive")
