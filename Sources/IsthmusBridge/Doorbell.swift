@@ -36,7 +36,7 @@ final class Doorbell {
     /// while workers come and go.
     init(directory: String, slot: Int, arena: SharedArena) throws(ArenaUnavailable) {
         guard let request = arena.lease(Self.mailboxBytes), let reply = arena.lease(Self.mailboxBytes) else {
-            throw ArenaUnavailable("no room in the arena for two \(Self.mailboxBytes)-byte mailboxes")
+            throw ArenaUnavailable("expected room in the arena for two \(Self.mailboxBytes)-byte mailboxes, found none free")
         }
         self.request = request
         self.reply = reply

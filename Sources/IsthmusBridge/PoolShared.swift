@@ -75,6 +75,11 @@ final class PoolShared: @unchecked Sendable {
     var failure: BridgeError?
     var stats = PoolStats()
 
+    /// Whether the answer to batch `sequence` is waiting to be taken (call under the lock).
+    func isAnswered(_ sequence: UInt64) -> Bool {
+        completed[sequence] != nil || completedFIFO.contains { $0.sequence == sequence }
+    }
+
     func locked<R>(_ body: () throws -> R) rethrows -> R {
         condition.lock()
         defer { condition.unlock() }

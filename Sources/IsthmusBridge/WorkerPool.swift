@@ -215,9 +215,7 @@ public final class WorkerPool: @unchecked Sendable {
                 return r
             case .drive:
                 let state = shared
-                io.drive {
-                    state.locked { state.completed[sequence] != nil || state.completedFIFO.contains { $0.sequence == sequence } }
-                }
+                io.drive { state.locked { state.isAnswered(sequence) } }
                 state.locked {
                     state.driving = false
                     state.condition.broadcast()

@@ -78,3 +78,49 @@ struct MailboxTests {
         }
     }
 }
+
+/// A slot's doorbells on the host's side: two FIFOs in the run folder, two mailboxes in the arena.
+@Suite("doorbells")
+struct DoorbellTests {
+    static func folder() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isthmus-bell-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("the FIFOs are private, a message goes into the request mailbox, and both go away with the doorbell")
+    func lifecycle() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let arena = try SharedArena(size: 1 << 20)
+        var bell: Doorbell? = try Doorbell(directory: dir, slot: 3, arena: arena)
+        let offer = try #require(bell?.offer)
+        #expect(offer.requestFifo == "\(dir)/slot3.request" && offer.replyFifo == "\(dir)/slot3.reply")
+        #expect(offer.size == Doorbell.mailboxBytes && offer.requestOffset != offer.replyOffset)
+        let mode = try FileManager.default.attributesOfItem(atPath: offer.requestFifo)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let frame = Buffer([1, 2, 3])
+        #expect(bell?.send([frame.bytes]) == true)
+        let box = UnsafeRawBufferPointer(start: arena.base + offer.requestOffset, count: offer.size)
+        #expect(try MailboxMessage.decode(box) == [[1, 2, 3]])
+        #expect(bell?.rang() == false)  // nothing on the reply FIFO
+        bell = nil
+        #expect(!FileManager.default.fileExists(atPath: offer.requestFifo))
+        #expect(!FileManager.default.fileExists(atPath: offer.replyFifo))
+    }
+
+    @Test("a full arena gives no doorbell, with what was expected and found")
+    func fullArena() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let arena = try SharedArena(size: 1 << 20)
+        let all = try #require(arena.lease(1 << 20))
+        do {
+            _ = try Doorbell(directory: dir, slot: 0, arena: arena)
+            Issue.record("expected no doorbell from a full arena")
+        } catch {
+            #expect(error.description == "expected room in the arena for two 65536-byte mailboxes, found none free")
+        }
+        withExtendedLifetime(all) {}
+    }
+}
