@@ -351,19 +351,20 @@ def build() -> dict[str, dict[str, Any]]:
 
     # -- doorbells (PROTOCOL.md section 18) ------------------------------------------------
     bell = {"request_fifo": "/tmp/isthmus-Qm3x9A/slot0.request", "reply_fifo": "/tmp/isthmus-Qm3x9A/slot0.reply",
-            "request_offset": 0, "reply_offset": 65536, "size": 65536}
+            "request_offset": 0, "reply_offset": 131072, "size": 65536, "slots": 2}
     open_bell = {**open_doc, "shm": arena, "doorbell": bell}
     frames = [env(P.Kind.OPEN), P.dumps_json(open_bell), schema_frame]
     out["open_doorbell"] = vector(
         "open_doorbell",
-        "OPEN from a pool whose callers wait for each request, to a worker that announced shm and doorbell: "
-        "besides the arena, two FIFOs and two 64 KiB mailboxes in the arena (requests at offset 0, replies at 64 KiB).",
+        "OPEN to a local worker that announced shm and doorbell, from a pool with 2 credits per worker: besides the "
+        "arena, two FIFOs and 2 + 2 mailboxes of 64 KiB in the arena (requests at offsets 0 and 64 KiB, replies at "
+        "128 KiB and 192 KiB). A ring byte names its mailbox as slot + 1.",
         "host", frames, json=open_bell, schemas=[describe_schema(input_schema)],
     )
     ready_bell = {**ready, "shm": True, "doorbell": True}
     frames = [env(P.Kind.READY), P.dumps_json(ready_bell), output_schema.serialize().to_pybytes()]
     out["ready_doorbell"] = vector(
-        "ready_doorbell", "READY from a worker that mapped the arena and opened both FIFOs: one BATCH at a time may now come through the request mailbox.",
+        "ready_doorbell", "READY from a worker that mapped the arena and opened both FIFOs: one BATCH per request mailbox may now come through the doorbell.",
         "worker", frames, json=ready_bell, schemas=[describe_schema(output_schema)],
     )
     frames = [env(P.Kind.BATCH, stage=0, attempt=0, sequence=2), stream(input_schema, [in_batch])]
@@ -372,8 +373,8 @@ def build() -> dict[str, dict[str, Any]]:
     out["batch_doorbell"] = vector(
         "batch_doorbell",
         "Batch 2 as the host puts it in the request mailbox (mailbox_hex, section 18.2: frame count, then each frame's "
-        "length and bytes padded to 8) before writing one byte to the request FIFO. The frames are those of a BATCH over "
-        "the socket; the answer comes back in the reply mailbox in the same layout.",
+        "length and bytes padded to 8) before writing the byte 1 (mailbox 0 + 1) to the request FIFO. The frames are "
+        "those of a BATCH over the socket; the answer comes back in reply mailbox 0 in the same layout, rung with 1.",
         "host", frames, payload=payload_doc(input_schema, [in_batch], 1), mailbox_hex=bytes(box).hex(),
     )
 

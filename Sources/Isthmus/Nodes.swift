@@ -350,6 +350,7 @@ final class PythonNode: Node, @unchecked Sendable {
         s.startupSeconds = readySeconds.value
         s.shmBatches = p.shmBatches
         s.shmResults = p.shmResults
+        s.doorbellBatches = p.doorbellBatches
         s.arenaBytes = p.arenaBytes
         s.arenaPeakBytes = p.arenaPeakBytes
         if options.targetLatency != nil { s.batchSizes = chosenSizes.value }

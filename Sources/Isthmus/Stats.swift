@@ -31,6 +31,8 @@ public struct StageStats: Sendable, Codable {
     public var shmBatches: Int?
     /// Results the workers wrote into the shared arena (the rest came back as frames).
     public var shmResults: Int?
+    /// Batches that went to the workers through their doorbells, not the socket (§18).
+    public var doorbellBatches: Int?
     /// Size of the shared arena, and the most of it in use at once, in bytes (0: no arena).
     public var arenaBytes: Int?
     public var arenaPeakBytes: Int?

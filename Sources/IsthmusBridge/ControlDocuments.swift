@@ -42,13 +42,16 @@ public enum ControlDocuments {
         public var doorbell: DoorbellOffer?
     }
 
-    /// OPEN `doorbell`: the two FIFOs and the two mailboxes in the arena.
+    /// OPEN `doorbell`: the two FIFOs and the mailboxes in the arena: `slots` request
+    /// mailboxes of `size` bytes each from `requestOffset`, as many reply mailboxes from
+    /// `replyOffset` (absent `slots`: one of each).
     public struct DoorbellOffer: Codable, Sendable, Equatable {
         public var requestFifo: String
         public var replyFifo: String
         public var requestOffset: Int
         public var replyOffset: Int
         public var size: Int
+        public var slots: Int?
     }
 
     /// OPEN `shm`: where the arena is and how big it is.

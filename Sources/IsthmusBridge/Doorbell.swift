@@ -3,41 +3,51 @@ import Foundation
 import Glibc
 #endif
 
-/// One local worker's doorbells (PROTOCOL.md §18): a request and a reply mailbox in the shared
-/// arena, and a FIFO for each direction that carries one byte per message.
+/// One local worker's doorbells (PROTOCOL.md §18): `slots` request and as many reply
+/// mailboxes in the shared arena, and a FIFO for each direction that carries one byte per
+/// message, naming the mailbox (slot + 1).
 ///
-/// Why: over ZeroMQ a one-row request wakes six threads in turn (caller, the host's ZeroMQ I/O
-/// thread, the worker's, the worker's main thread, and back), and on a virtual machine a
-/// wake-up on another, idle CPU costs tens of microseconds. Through the doorbell the caller
-/// wakes the worker's main thread directly and the worker wakes the caller: two wake-ups.
-/// Everything else (handshake, heartbeats, RELEASE, CLOSE, answers that do not fit) stays on
-/// the socket.
+/// Why: over ZeroMQ every message wakes two more threads (the host's ZeroMQ I/O thread and the
+/// worker's) on its way, and on a virtual machine a wake-up on another, idle CPU costs tens of
+/// microseconds. Through the doorbell the host wakes the worker's main thread directly and the
+/// worker wakes the host: a one-row request takes two wake-ups instead of six, and a pipelined
+/// batch costs a quarter less CPU (measured in `PROTOCOL.md` §18). Everything else
+/// (handshake, heartbeats, RELEASE, CLOSE, answers that do not fit) stays on the socket.
 ///
-/// Rules that make the mailboxes safe without locks: the host puts one BATCH at a time in the
-/// request mailbox and does not touch it again until that batch is answered (by either path)
-/// or the worker is gone; the worker writes the reply mailbox only to answer that BATCH, and
-/// the host copies the reply out before it can send the next one. The FIFO write and read are
-/// system calls, which order the mailbox's bytes between the processes.
+/// Rules that make the mailboxes safe without locks: the host puts one BATCH in a request
+/// mailbox and does not touch that mailbox again until the batch is answered (by either path)
+/// or the worker is gone; the worker writes reply mailbox `j` only to answer the BATCH of
+/// request mailbox `j`, and the host copies the reply out before it can ring `j` again. The
+/// FIFO write and read are system calls, which order the mailboxes' bytes between the
+/// processes.
 final class Doorbell {
     /// Bytes of each mailbox: everything under the arena threshold fits (batches from 32 KiB
     /// up travel as region descriptors, which are small).
     static let mailboxBytes = 64 << 10
+    /// At most this many mailboxes each way (a worker's credits beyond it use the socket):
+    /// 2 × 8 × 64 KiB = 1 MiB of the arena per worker.
+    static let maxSlots = 8
 
     let requestPath: String
     let replyPath: String
+    /// Mailboxes each way.
+    let slots: Int
     private let requestFD: Int32
     /// Read end of the reply FIFO, polled by whoever waits for an answer.
     let replyFD: Int32
     private let request: ArenaLease
     private let reply: ArenaLease
 
-    /// Creates the FIFOs in the run directory and takes both mailboxes from the arena. The host
+    /// Creates the FIFOs in the run directory and takes the mailboxes from the arena. The host
     /// opens each FIFO read-write, so neither open blocks and neither end sees end-of-file
     /// while workers come and go.
-    init(directory: String, slot: Int, arena: SharedArena) throws(ArenaUnavailable) {
-        guard let request = arena.lease(Self.mailboxBytes), let reply = arena.lease(Self.mailboxBytes) else {
-            throw ArenaUnavailable("expected room in the arena for two \(Self.mailboxBytes)-byte mailboxes, found none free")
+    init(directory: String, slot: Int, slots: Int = 1, arena: SharedArena) throws(ArenaUnavailable) {
+        let slots = Swift.max(1, Swift.min(slots, Self.maxSlots))
+        let bytes = slots * Self.mailboxBytes
+        guard let request = arena.lease(bytes), let reply = arena.lease(bytes) else {
+            throw ArenaUnavailable("expected room in the arena for \(2 * slots) mailboxes of \(Self.mailboxBytes) bytes, found none free")
         }
+        self.slots = slots
         self.request = request
         self.reply = reply
         requestPath = "\(directory)/slot\(slot).request"
@@ -72,27 +82,36 @@ final class Doorbell {
     /// What OPEN tells the worker.
     var offer: ControlDocuments.DoorbellOffer {
         ControlDocuments.DoorbellOffer(requestFifo: requestPath, replyFifo: replyPath, requestOffset: request.offset,
-                                       replyOffset: reply.offset, size: Self.mailboxBytes)
+                                       replyOffset: reply.offset, size: Self.mailboxBytes, slots: slots)
     }
 
-    /// Puts `frames` in the request mailbox and rings; false (nothing written) when they do
+    /// Puts `frames` in request mailbox `slot` and rings; false (nothing rung) when they do
     /// not fit.
-    func send(_ frames: [UnsafeRawBufferPointer]) -> Bool {
-        guard MailboxMessage.encode(frames, into: UnsafeMutableRawBufferPointer(start: request.pointer, count: request.size)) else { return false }
-        var b: UInt8 = 1
+    func send(_ frames: [UnsafeRawBufferPointer], slot: Int) -> Bool {
+        precondition(slot >= 0 && slot < slots, "doorbell slot \(slot) of \(slots)")
+        let box = UnsafeMutableRawBufferPointer(start: request.pointer + slot * Self.mailboxBytes, count: Self.mailboxBytes)
+        guard MailboxMessage.encode(frames, into: box) else { return false }
+        var b = UInt8(slot + 1)
         return write(requestFD, &b, 1) == 1
     }
 
-    /// Whether the worker rang since the last call (consumes the rings).
-    func rang() -> Bool {
-        var buffer = (UInt64(0), UInt64(0))
-        let n = withUnsafeMutableBytes(of: &buffer) { read(replyFD, $0.baseAddress, $0.count) }
-        return n > 0
+    /// The reply mailboxes the worker rang since the last call, in the order it rang them, as
+    /// the bytes it wrote (slot + 1; the caller checks them). Consumes the rings.
+    func rings() -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(replyFD, $0.baseAddress, $0.count) }
+            guard n > 0 else { return out }
+            out += buffer[0..<n]
+            if n < buffer.count { return out }
+        }
     }
 
-    /// The message in the reply mailbox, copied out (the worker could write it again).
-    func takeReply() throws(ProtocolViolation) -> [[UInt8]] {
-        try MailboxMessage.decode(UnsafeRawBufferPointer(start: reply.pointer, count: reply.size))
+    /// The message in reply mailbox `slot`, copied out (the worker could write it again).
+    func takeReply(slot: Int) throws(ProtocolViolation) -> [[UInt8]] {
+        precondition(slot >= 0 && slot < slots, "doorbell slot \(slot) of \(slots)")
+        return try MailboxMessage.decode(UnsafeRawBufferPointer(start: reply.pointer + slot * Self.mailboxBytes, count: Self.mailboxBytes))
     }
 
     /// Forgets every ring in both directions: after a worker is gone, before its successor

@@ -101,8 +101,8 @@ public struct PoolStats: Sendable, Codable {
     public var shmBatches = 0
     /// Results the workers wrote into the shared arena (the rest came as frames).
     public var shmResults = 0
-    /// Requests that went through a worker's doorbell instead of the socket (§18).
-    public var doorbellRequests = 0
+    /// Batches that went through a worker's doorbell instead of the socket (§18).
+    public var doorbellBatches = 0
     /// Size of the shared arena in bytes (0: none).
     public var arenaBytes = 0
     /// Most bytes of the arena in use at once.

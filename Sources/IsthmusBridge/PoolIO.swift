@@ -45,13 +45,21 @@ final class PoolIO: @unchecked Sendable {
         var shm = false
         /// Input regions lent to this worker and not yet given back with RELEASE, by offset.
         var held: [Int: ArenaLease] = [:]
-        /// The slot's doorbells (caller-driven pools with an arena; kept across restarts).
+        /// The slot's doorbells (local pools with an arena; kept across restarts).
         var doorbell: Doorbell?
         /// Whether this worker's OPEN offered them, and whether it opened them (READY said so).
         var doorbellOffered = false
         var doorbellOpen = false
-        /// Whether a batch sent through the doorbell awaits its answer (the mailbox is busy).
-        var doorbellBusy: Bool { inFlight.contains { $0.viaDoorbell } }
+        /// Whether a batch sent through the doorbell awaits its answer.
+        var doorbellBusy: Bool { inFlight.contains { $0.doorbellSlot != nil } }
+        /// A request mailbox no batch in flight occupies, if any: a mailbox is the batch's
+        /// until it is answered, by either path, or the worker is gone.
+        var freeDoorbellSlot: Int? {
+            guard doorbellOpen, let bell = doorbell else { return nil }
+            var used = [Bool](repeating: false, count: bell.slots)
+            for b in inFlight { if let j = b.doorbellSlot { used[j] = true } }
+            return used.firstIndex(of: false)
+        }
         init(index: Int) { self.index = index }
     }
 
@@ -227,8 +235,11 @@ final class PoolIO: @unchecked Sendable {
                 return
             }
             let watch = !(configuration.callerDriven && readySignalled && slots.allSatisfy { $0.phase == .ready })
+            // Callers of a caller-driven pool wait for their own answers; otherwise this thread
+            // waits for the doorbells too.
+            let bells = configuration.callerDriven ? [] : busyDoorbells()
             baton.unlock()
-            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), watchSocket: watch)
+            wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), watchSocket: watch, also: bells)
         }
     }
 
@@ -248,7 +259,7 @@ final class PoolIO: @unchecked Sendable {
                 return
             }
             if satisfied() { return }
-            let bells = slots.compactMap { $0.doorbellOpen && $0.doorbellBusy ? $0.doorbell?.replyFD : nil }
+            let bells = busyDoorbells()
             if !bells.isEmpty && pollUntil == nil {
                 let busy = slots.filter { !$0.inFlight.isEmpty }.count
                 pollUntil = now() + SpinPolicy.budget(configured: configuration.spinWait, cpus: cpus, busyWorkers: busy)
@@ -259,6 +270,11 @@ final class PoolIO: @unchecked Sendable {
             }
             wakeReadable = waitForWork(timeoutMilliseconds: nextTimeoutMilliseconds(), also: bells)
         }
+    }
+
+    /// The reply FIFOs of the workers with a batch in a doorbell (holder of the baton).
+    private func busyDoorbells() -> [Int32] {
+        slots.compactMap { $0.doorbellOpen && $0.doorbellBusy ? $0.doorbell?.replyFD : nil }
     }
 
     /// One turn of the loop, by the holder of the baton: drains the wake-up pipe when it was
@@ -393,28 +409,37 @@ final class PoolIO: @unchecked Sendable {
     /// socket, once copied out of the mailbox.
     private func receiveDoorbells() {
         for s in slots where s.doorbellOpen && s.doorbellBusy {
-            guard let bell = s.doorbell, let identity = s.identity, bell.rang() else { continue }
-            let frames: [[UInt8]]
-            let envelope: Envelope
-            do {
-                frames = try bell.takeReply()
-                envelope = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
-            } catch let error as ProtocolViolation {
-                workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error.message)")
-                continue
-            } catch {
-                workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error)")
-                continue
+            guard let bell = s.doorbell, let identity = s.identity else { continue }
+            let generation = s.generation
+            for ring in bell.rings() {
+                // A fault below replaces the worker: its other rings are void.
+                guard s.generation == generation && s.phase == .ready && s.doorbellOpen else { break }
+                let j = Int(ring) - 1
+                // Only the answer to the batch in request mailbox j may come through reply
+                // mailbox j; anything else would leave that batch waiting forever (§18.3).
+                guard let asked = s.inFlight.first(where: { $0.doorbellSlot == j }) else {
+                    workerFault(s, "rang its doorbell for mailbox \(j) of \(bell.slots), expected one of the mailboxes it was rung for")
+                    break
+                }
+                let frames: [[UInt8]]
+                let envelope: Envelope
+                do {
+                    frames = try bell.takeReply(slot: j)
+                    envelope = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
+                } catch let error as ProtocolViolation {
+                    workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error.message)")
+                    break
+                } catch {
+                    workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error)")
+                    break
+                }
+                guard envelope.kind == .result || envelope.kind == .error,
+                      envelope.sequence == asked.sequence && envelope.attempt == asked.attempt else {
+                    workerFault(s, "rang its doorbell with \(envelope.kind) for batch \(envelope.sequence) attempt \(envelope.attempt), expected the RESULT or ERROR of the batch it was rung for")
+                    break
+                }
+                handle([Message.copy(identity)] + frames.map { Message.copy($0) })
             }
-            // Only the answer to the batch in the request mailbox may come this way; anything
-            // else would leave that batch waiting forever (§18.3).
-            guard let asked = s.inFlight.first(where: { $0.viaDoorbell }),
-                  envelope.kind == .result || envelope.kind == .error,
-                  envelope.sequence == asked.sequence && envelope.attempt == asked.attempt else {
-                workerFault(s, "rang its doorbell with \(envelope.kind) for batch \(envelope.sequence) attempt \(envelope.attempt), expected the RESULT or ERROR of the batch it was rung for")
-                continue
-            }
-            handle([Message.copy(identity)] + frames.map { Message.copy($0) })
         }
     }
 
@@ -507,10 +532,12 @@ final class PoolIO: @unchecked Sendable {
                                          missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
         if let arena, !remote, hello.capabilities?.contains("shm") == true {
             open.shm = ControlDocuments.ShmOffer(path: arena.path, size: arena.size)
-            if configuration.callerDriven, hello.capabilities?.contains("doorbell") == true, let directory {
+            if hello.capabilities?.contains("doorbell") == true, let directory {
                 if s.doorbell == nil {
                     do {
-                        s.doorbell = try Doorbell(directory: directory, slot: s.index, arena: arena)
+                        // One mailbox a credit: a pipeline keeps every credit in a mailbox;
+                        // a caller-driven pool has one request per caller and worker.
+                        s.doorbell = try Doorbell(directory: directory, slot: s.index, slots: configuration.credits, arena: arena)
                     } catch {
                         configuration.log("isthmus: no doorbell for worker \(s.index) (\(error)); its requests go through the socket")
                     }
@@ -914,8 +941,8 @@ final class PoolIO: @unchecked Sendable {
                 head = [Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence).encoded]
                 payload = batch.payload
             }
-            batch.viaDoorbell = ring(s, head, payload: payload)
-            if batch.viaDoorbell { bellSent += 1 } else { send(to: s, head, payload: payload, json: nil) }
+            batch.doorbellSlot = ring(s, head, payload: payload)
+            if batch.doorbellSlot != nil { bellSent += 1 } else { send(to: s, head, payload: payload, json: nil) }
             s.inFlight.append(batch)
             sent += 1
         }
@@ -924,7 +951,7 @@ final class PoolIO: @unchecked Sendable {
             shared.locked {
                 shared.stats.inFlight += sent
                 shared.stats.shmBatches += shmSent
-                shared.stats.doorbellRequests += bellSent
+                shared.stats.doorbellBatches += bellSent
                 shared.stats.arenaPeakBytes = peak
             }
         }
@@ -942,12 +969,12 @@ final class PoolIO: @unchecked Sendable {
         }
     }
 
-    /// Sends a BATCH through the worker's doorbell when it has one open and its mailbox is
-    /// free; false when the message must go through the socket.
-    private func ring(_ s: Slot, _ head: [[UInt8]], payload: [Buffer]) -> Bool {
-        guard s.doorbellOpen, let bell = s.doorbell, !s.doorbellBusy else { return false }
+    /// Sends a BATCH through the worker's doorbell when it has one open and a free mailbox;
+    /// returns the mailbox, or nil when the message must go through the socket.
+    private func ring(_ s: Slot, _ head: [[UInt8]], payload: [Buffer]) -> Int? {
+        guard let j = s.freeDoorbellSlot, let bell = s.doorbell else { return nil }
         let frames = head.map { h in h.withUnsafeBytes { Buffer(copying: $0) } } + payload
-        return withExtendedLifetime(frames) { bell.send(frames.map(\.bytes)) }
+        return withExtendedLifetime(frames) { bell.send(frames.map(\.bytes), slot: j) } ? j : nil
     }
 
     private func sendRaw(_ identity: [UInt8], _ frames: [[UInt8]]) {

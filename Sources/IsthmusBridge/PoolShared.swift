@@ -19,8 +19,8 @@ struct PendingBatch: Sendable {
     var resultRegion: ArenaLease?
     /// What the BATCH told the worker about both regions (nil: sent as frames).
     var offered: RegionDescriptors.Batch?
-    /// Whether the current attempt went through the worker's doorbell (§18).
-    var viaDoorbell = false
+    /// The request mailbox the current attempt went through (§18); nil: the socket.
+    var doorbellSlot: Int?
     /// The batch itself, when the caller wants it back with the result.
     var input: RecordBatch?
     var failures = 0

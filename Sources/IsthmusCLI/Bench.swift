@@ -99,7 +99,7 @@ struct LatencyBench: ParsableCommand {
         func pct(_ p: Double) -> Double { samples[Swift.min(samples.count - 1, Int(Double(samples.count) * p))] }
         let doc: [String: Any] = ["version": 1, "requests": requests, "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
                                   "max_us": samples.last ?? 0, "mean_us": samples.reduce(0, +) / Double(Swift.max(1, samples.count)),
-                                  "doorbell_requests": stage.stats.doorbellRequests]
+                                  "doorbell_requests": stage.stats.doorbellBatches]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

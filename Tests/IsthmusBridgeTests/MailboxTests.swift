@@ -96,17 +96,54 @@ struct DoorbellTests {
         var bell: Doorbell? = try Doorbell(directory: dir, slot: 3, arena: arena)
         let offer = try #require(bell?.offer)
         #expect(offer.requestFifo == "\(dir)/slot3.request" && offer.replyFifo == "\(dir)/slot3.reply")
-        #expect(offer.size == Doorbell.mailboxBytes && offer.requestOffset != offer.replyOffset)
+        #expect(offer.size == Doorbell.mailboxBytes && offer.requestOffset != offer.replyOffset && offer.slots == 1)
         let mode = try FileManager.default.attributesOfItem(atPath: offer.requestFifo)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         let frame = Buffer([1, 2, 3])
-        #expect(bell?.send([frame.bytes]) == true)
+        #expect(bell?.send([frame.bytes], slot: 0) == true)
         let box = UnsafeRawBufferPointer(start: arena.base + offer.requestOffset, count: offer.size)
         #expect(try MailboxMessage.decode(box) == [[1, 2, 3]])
-        #expect(bell?.rang() == false)  // nothing on the reply FIFO
+        #expect(bell?.rings() == [])  // nothing on the reply FIFO
         bell = nil
         #expect(!FileManager.default.fileExists(atPath: offer.requestFifo))
         #expect(!FileManager.default.fileExists(atPath: offer.replyFifo))
+    }
+
+    @Test("with several mailboxes each ring names its mailbox, and replies are taken from the mailbox rung")
+    func slots() throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let arena = try SharedArena(size: 4 << 20)
+        let bell = try Doorbell(directory: dir, slot: 0, slots: 3, arena: arena)
+        let offer = bell.offer
+        #expect(offer.slots == 3 && bell.slots == 3)
+        // The request FIFO carries slot + 1 per message; the message is in that mailbox.
+        let worker = open(offer.requestFifo, O_RDONLY | O_NONBLOCK)
+        #expect(worker >= 0)
+        defer { close(worker) }
+        let frame = Buffer([7, 8])
+        #expect(bell.send([frame.bytes], slot: 2))
+        var ring = [UInt8](repeating: 0, count: 8)
+        #expect(read(worker, &ring, 8) == 1 && ring[0] == 3)
+        let third = UnsafeRawBufferPointer(start: arena.base + offer.requestOffset + 2 * offer.size, count: offer.size)
+        #expect(try MailboxMessage.decode(third) == [[7, 8]])
+        // Replies: the worker writes mailbox j and rings j + 1, in any order.
+        for (j, bytes) in [(1, [UInt8]([1])), (0, [2, 2])] {
+            let box = UnsafeMutableRawBufferPointer(start: arena.base + offer.replyOffset + j * offer.size, count: offer.size)
+            let f = Buffer(bytes)
+            #expect(MailboxMessage.encode([f.bytes], into: box))
+        }
+        let replier = open(offer.replyFifo, O_WRONLY | O_NONBLOCK)
+        #expect(replier >= 0)
+        defer { close(replier) }
+        var rings: [UInt8] = [2, 1]
+        #expect(write(replier, &rings, 2) == 2)
+        #expect(bell.rings() == [2, 1])
+        #expect(try bell.takeReply(slot: 1) == [[1]])
+        #expect(try bell.takeReply(slot: 0) == [[2, 2]])
+        #expect(bell.rings() == [])
+        // More mailboxes than the cap are not taken: credits beyond it use the socket.
+        #expect(try Doorbell(directory: dir, slot: 1, slots: 100, arena: arena).slots == Doorbell.maxSlots)
     }
 
     @Test("a full arena gives no doorbell, with what was expected and found")
@@ -119,7 +156,7 @@ struct DoorbellTests {
             _ = try Doorbell(directory: dir, slot: 0, arena: arena)
             Issue.record("expected no doorbell from a full arena")
         } catch {
-            #expect(error.description == "expected room in the arena for two 65536-byte mailboxes, found none free")
+            #expect(error.description == "expected room in the arena for 2 mailboxes of 65536 bytes, found none free")
         }
         withExtendedLifetime(all) {}
     }

@@ -75,7 +75,7 @@ struct VectorTests {
                 let offer = (decoded["json"] as! [String: Any])["shm"] as? [String: Any]
                 #expect(o.shm?.path == offer?["path"] as? String && o.shm?.size == offer?["size"] as? Int, "\(name)")
                 let bell = (decoded["json"] as! [String: Any])["doorbell"] as? [String: Any]
-                #expect(o.doorbell?.replyFifo == bell?["reply_fifo"] as? String && o.doorbell?.replyOffset == bell?["reply_offset"] as? Int, "\(name)")
+                #expect(o.doorbell?.replyFifo == bell?["reply_fifo"] as? String && o.doorbell?.replyOffset == bell?["reply_offset"] as? Int && o.doorbell?.slots == bell?["slots"] as? Int, "\(name)")
                 #expect(ControlDocuments.encode(o) == json, "\(name) re-encoded")
                 #expect(o.stages.first?.udf == (((decoded["json"] as! [String: Any])["stages"] as! [[String: Any]]).first?["udf"] as? String))
                 let schema = try IPCEncoder.decodeSchemaMessage(Buffer(frames[2]))

@@ -70,7 +70,7 @@ struct OnlineStageTests {
         }
         #expect(stage.stats.rowsOut == 300)
         // One request at a time: every one went through the worker's doorbell.
-        #expect(stage.stats.doorbellRequests == 300)
+        #expect(stage.stats.doorbellBatches == 300)
     }
 
     @Test("without the arena there is no doorbell, and requests go through the socket")
@@ -83,7 +83,7 @@ struct OnlineStageTests {
         for i in 0..<50 {
             #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1)
         }
-        #expect(stage.stats.doorbellRequests == 0)
+        #expect(stage.stats.doorbellBatches == 0)
     }
 
     @Test("requests larger than the arena threshold ride the doorbell as region descriptors")
@@ -98,7 +98,7 @@ struct OnlineStageTests {
             #expect(r.length == n)
             #expect(r.column("y")?.double(n - 1) == Double(n - 1 + round) * 2 + 1)
         }
-        #expect(stage.stats.doorbellRequests == 5)
+        #expect(stage.stats.doorbellBatches == 5)
         #expect(stage.stats.shmBatches == 5)
     }
 
@@ -127,6 +127,50 @@ struct OnlineStageTests {
         }
         #expect(stage.stats.restarts.count == 1)
         #expect(notes.value.contains { $0.contains(lie.note) }, "\(notes.value)")
+    }
+
+    /// `linear`, in a worker whose first answer is rung with the byte `ring` instead of its
+    /// mailbox's slot + 1 (the answer itself is in the right reply mailbox).
+    static func lyingRing(_ ring: Int, marker: String) throws -> String {
+        try PythonEnv.udfFile("""
+            import os
+            import pyarrow.compute as pc
+            import isthmus.protocol as P
+            import isthmus.runtime as R
+
+            _real = R.Doorbell.reply
+
+            def _once(self, frames, slot):
+                if os.path.exists(\(String(reflecting: marker))):
+                    return _real(self, frames, slot)
+                open(\(String(reflecting: marker)), "w").close()
+                P.encode_mailbox(frames, self.reply_boxes[slot])
+                return os.write(self.reply_fd, bytes((\(ring),))) == 1
+
+            R.Doorbell.reply = _once
+
+            def linear(batch):
+                return {"y": pc.add(pc.multiply(batch.column("x"), 2.0), 1.0)}
+            """) + ":linear"
+    }
+
+    @Test("a worker that rings a mailbox holding no batch of its own is replaced and the request answered",
+          arguments: [(2, "rang its doorbell for mailbox 1 of 2"), (9, "rang its doorbell for mailbox 8 of 2")])
+    func lyingRing(_ lie: (ring: Int, note: String)) throws {
+        let marker = Self.marker()
+        let udf = try Self.lyingRing(lie.ring, marker: marker)
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let notes = Locked<[String]>([])
+        var options = PythonEnv.options(workers: 1)
+        options.credits = 2
+        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: options,
+                                    log: { line in notes.withLock { $0.append(line) } })
+        defer { stage.close() }
+        for i in 0..<5 {
+            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+        }
+        #expect(stage.stats.restarts.count == 1)
+        #expect(notes.value.contains { $0.contains(lie.note) && $0.contains("expected one of the mailboxes it was rung for") }, "\(notes.value)")
     }
 
     @Test("many threads at once: one drives, the others get their answers as they arrive")

@@ -39,6 +39,8 @@ def test_batches_and_results_travel_through_the_arena(tmp_path):
     assert stage["batches_in"] == 13
     # The last batch (1,696 rows, 27 KB) is under the 32 KiB threshold: frames are cheaper.
     assert stage["shm_batches"] == 12 and stage["shm_results"] == 12
+    # Every BATCH went through a doorbell (section 18), descriptors and frames alike.
+    assert stage["doorbell_batches"] == 13
     assert stage["arena_bytes"] == 256 << 20
     assert 0 < stage["arena_peak_bytes"] < 8 << 20  # a few batches' worth, not the input
 
@@ -48,7 +50,22 @@ def test_switched_off_the_output_is_identical(tmp_path):
     on, _, _ = run(tmp_path, "on", f"{udf('basic.py')}:linear", n)
     off, stage, _ = run(tmp_path, "off", f"{udf('basic.py')}:linear", n, "--shm-arena", "0")
     assert stage["shm_batches"] == 0 and stage["shm_results"] == 0 and stage["arena_bytes"] == 0
+    assert stage["doorbell_batches"] == 0
     assert on.equals(off)
+
+
+@pytest.mark.parametrize("credits", ["1", "3", "12"])
+def test_every_credit_has_a_doorbell_mailbox_up_to_eight(tmp_path, credits):
+    # Small batches (frames inside the mailboxes), two workers; with 12 credits the four
+    # beyond the eight mailboxes go through the socket. The output is the same either way.
+    n = 60_000
+    table, stage, _ = run(tmp_path, f"c{credits}", f"{udf('basic.py')}:linear", n, "--credits", credits, batch_rows=1000)
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["batches_in"] == 60
+    if credits == "12":
+        assert 0 < stage["doorbell_batches"] <= 60
+    else:
+        assert stage["doorbell_batches"] == 60
 
 
 def test_inputs_a_udf_keeps_are_never_overwritten(tmp_path):

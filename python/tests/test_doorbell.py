@@ -89,7 +89,7 @@ def test_mailboxes_that_lie_are_refused(mutate, fragment) -> None:  # type: igno
 class Bells:
     """The host's side: an arena with two mailboxes, two FIFOs opened read-write."""
 
-    def __init__(self, tmp_path, size: int = BOX, request_offset: int = 0, reply_offset: int = BOX) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path, size: int = BOX, request_offset: int = 0, reply_offset: int = BOX, slots: int = 1) -> None:  # type: ignore[no-untyped-def]
         self.fd = os.memfd_create("isthmus-test-arena")
         os.ftruncate(self.fd, ARENA)
         self.mm = mmap.mmap(self.fd, ARENA)
@@ -98,24 +98,42 @@ class Bells:
         for p in paths:
             os.mkfifo(p, 0o600)
         self.request_fd, self.reply_fd = (os.open(p, os.O_RDWR | os.O_NONBLOCK) for p in paths)
-        self.offer = P.DoorbellOffer(paths[0], paths[1], request_offset, reply_offset, size)
+        self.offer = P.DoorbellOffer(paths[0], paths[1], request_offset, reply_offset, size, slots)
 
-    def ring(self, *frames: bytes) -> None:
-        box = memoryview(self.mm)[self.offer.request_offset : self.offer.request_offset + self.offer.size]
+    def put(self, slot: int, *frames: bytes) -> None:
+        """Writes request mailbox ``slot`` without ringing."""
+        at = self.offer.request_offset + slot * self.offer.size
+        box = memoryview(self.mm)[at : at + self.offer.size]
         assert P.encode_mailbox(list(frames), box)
         del box
+
+    def ring(self, *frames: bytes) -> None:
+        self.put(0, *frames)
         os.write(self.request_fd, b"\x01")
 
-    def answer(self, timeout_ms: int = 20_000) -> tuple[P.Envelope, list[bytes]] | None:
-        p = select.poll()
-        p.register(self.reply_fd, select.POLLIN)
-        if not p.poll(timeout_ms):
-            return None
-        assert os.read(self.reply_fd, 64) == b"\x01"
-        box = memoryview(self.mm)[self.offer.reply_offset : self.offer.reply_offset + self.offer.size]
+    def reply(self, slot: int) -> tuple[P.Envelope, list[bytes]]:
+        at = self.offer.reply_offset + slot * self.offer.size
+        box = memoryview(self.mm)[at : at + self.offer.size]
         frames = P.decode_mailbox(box)
         del box
         return P.decode_envelope(frames[0]), frames[1:]
+
+    def rings(self, count: int, timeout_ms: int = 20_000) -> bytes:
+        """The next ``count`` bytes on the reply FIFO (fewer after the timeout)."""
+        got = b""
+        p = select.poll()
+        p.register(self.reply_fd, select.POLLIN)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while len(got) < count and p.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            got += os.read(self.reply_fd, count - len(got))
+        return got
+
+    def answer(self, timeout_ms: int = 20_000) -> tuple[P.Envelope, list[bytes]] | None:
+        ring = self.rings(1, timeout_ms)
+        if not ring:
+            return None
+        assert ring == b"\x01"
+        return self.reply(0)
 
     def close(self) -> None:
         os.close(self.request_fd)
@@ -223,6 +241,40 @@ def test_mailboxes_outside_the_arena_are_refused(raw_host: RawHost, write_udf, b
     outside = P.DoorbellOffer(bells.offer.request_fifo, bells.offer.reply_fifo, 0, ARENA - 8, BOX)
     ready = _ready(raw_host, write_udf, bells, offer=outside)
     assert ready.doorbell is False and "expected the reply mailbox inside the" in (ready.doorbell_error or "")
+
+
+def test_several_mailboxes_are_answered_in_the_mailboxes_they_were_rung_in(raw_host: RawHost, write_udf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ring = Bells(tmp_path, request_offset=0, reply_offset=3 * BOX, slots=3)
+    try:
+        assert _ready(raw_host, write_udf, ring).doorbell is True
+        # Three batches in mailboxes 2, 0 and 1, rung at once (one write: the worker reads
+        # all three rings together and answers each in its own reply mailbox).
+        for slot, seq in ((2, 10), (0, 11), (1, 12)):
+            ring.put(slot, *_batch(seq, [seq]))
+        os.write(ring.request_fd, bytes((3, 1, 2)))
+        assert ring.rings(3) == bytes((3, 1, 2))
+        for slot, seq in ((2, 10), (0, 11), (1, 12)):
+            env, rest = ring.reply(slot)
+            assert env.kind == P.Kind.RESULT and env.sequence == seq
+            assert read_stream(rest).column("y").to_pylist() == [2 * seq + 1]
+        assert not raw_host.router.poll(200)  # nothing on the socket
+        # A ring that names no mailbox is a protocol error on the socket; the rest go on.
+        ring.put(1, *_batch(13, [1]))
+        os.write(ring.request_fd, bytes((9, 2)))
+        env, rest = raw_host.recv()
+        assert env.kind == P.Kind.ERROR
+        doc = P.parse_error(P.loads_json(rest[0], "ERROR"))
+        assert doc.kind == "protocol" and "expected a doorbell ring naming one of 3 mailboxes (1 to 3), found 9" in doc.message
+        assert ring.rings(1) == b"\x02" and ring.reply(1)[0].sequence == 13
+    finally:
+        ring.close()
+
+
+@pytest.mark.parametrize(("slots", "size", "fragment"), [(0, 64, "slots from 1 to 255, found 0"), (256, 64, "slots from 1 to 255, found 256"), (2, 60, "size to be a multiple of 8, found 60")])
+def test_a_doorbell_offer_with_bad_slots_or_size_is_refused(slots: int, size: int, fragment: str) -> None:
+    doc = {"request_fifo": "a", "reply_fifo": "b", "request_offset": 0, "reply_offset": 4096, "size": size, "slots": slots}
+    with pytest.raises(ProtocolError, match=fragment):
+        P.parse_open({"stages": [{"name": "s", "udf": "m.py:f"}], "doorbell": doc})
 
 
 def test_offsets_must_be_aligned() -> None:

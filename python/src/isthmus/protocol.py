@@ -421,6 +421,7 @@ class Open:
                 "request_offset": d.request_offset,
                 "reply_offset": d.reply_offset,
                 "size": d.size,
+                "slots": d.slots,
             }
         return doc
 
@@ -435,14 +436,16 @@ class ShmOffer:
 
 @dataclass(frozen=True, slots=True)
 class DoorbellOffer:
-    """OPEN ``doorbell`` (section 18): two FIFOs that carry one byte per message, and two
-    mailboxes of ``size`` bytes in the arena, for requests and for their replies."""
+    """OPEN ``doorbell`` (section 18): two FIFOs that carry one byte per message (the
+    mailbox's slot + 1), and ``slots`` mailboxes of ``size`` bytes each in the arena from
+    ``request_offset`` for requests, as many from ``reply_offset`` for their replies."""
 
     request_fifo: str
     reply_fifo: str
     request_offset: int
     reply_offset: int
     size: int
+    slots: int = 1
 
 
 def parse_open(doc: dict[str, Any]) -> Open:
@@ -477,6 +480,10 @@ def parse_open(doc: dict[str, Any]) -> Open:
     )
 
 
+#: A ring byte names a mailbox as slot + 1 in one byte.
+MAX_DOORBELL_SLOTS = 255
+
+
 def _parse_doorbell(raw: Any) -> DoorbellOffer | None:
     if raw is None:
         return None
@@ -489,7 +496,12 @@ def _parse_doorbell(raw: Any) -> DoorbellOffer | None:
         request_offset=_field(raw, "request_offset", int, what),
         reply_offset=_field(raw, "reply_offset", int, what),
         size=_positive(_field(raw, "size", int, what), "size", what),
+        slots=_field(raw, "slots", int, what, 1),
     )
+    if not 1 <= offer.slots <= MAX_DOORBELL_SLOTS:
+        raise ProtocolError(f"expected {what} slots from 1 to {MAX_DOORBELL_SLOTS}, found {offer.slots}", "field")
+    if offer.size % 8:
+        raise ProtocolError(f"expected {what} size to be a multiple of 8, found {offer.size}", "field")
     for key in ("request_offset", "reply_offset"):
         value = getattr(offer, key)
         if value < 0 or value % 8:

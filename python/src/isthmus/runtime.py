@@ -641,23 +641,35 @@ class _MailboxFrame:
 
 
 class Doorbell:
-    """This worker's doorbells (section 18): a BATCH the host puts in the request mailbox
-    comes with one byte on the request FIFO, and its answer goes into the reply mailbox
-    with one byte on the reply FIFO. A one-row request then wakes two threads (the host's
-    caller and this worker's loop) instead of six through both ZeroMQ I/O threads.
-    Everything else, and any answer that does not fit, goes through the socket."""
+    """This worker's doorbells (section 18): a BATCH the host puts in request mailbox ``j``
+    comes with the byte ``j + 1`` on the request FIFO, and its answer goes into reply
+    mailbox ``j`` with the same byte on the reply FIFO. A message then wakes one thread on
+    each side (the host's waiting thread, this worker's loop) instead of two more through
+    both ZeroMQ I/O threads. Everything else, and any answer that does not fit, goes
+    through the socket."""
 
-    __slots__ = ("request_fd", "reply_fd", "request_box", "reply_box")
+    __slots__ = ("request_fd", "reply_fd", "request_boxes", "reply_boxes", "pending")
 
     def __init__(self, arena: SharedArena, offer: P.DoorbellOffer) -> None:
         import stat
 
+        span = offer.size * offer.slots
         for key in ("request_offset", "reply_offset"):
             offset = getattr(offer, key)
-            if offset + offer.size > arena.size:
-                raise ValueError(f"expected the {key.split('_')[0]} mailbox inside the {arena.size}-byte arena, found {offer.size} bytes at offset {offset}")
-        self.request_box = arena._view[offer.request_offset : offer.request_offset + offer.size]
-        self.reply_box = arena._view[offer.reply_offset : offer.reply_offset + offer.size]
+            if offset + span > arena.size:
+                which = key.split("_")[0]
+                boxes = f"{which} mailbox" if offer.slots == 1 else f"{offer.slots} {which} mailboxes"
+                raise ValueError(
+                    f"expected the {boxes} inside the {arena.size}-byte arena, found {span} bytes at offset {offset}"
+                )
+        self.request_boxes = [
+            arena._view[offer.request_offset + j * offer.size : offer.request_offset + (j + 1) * offer.size] for j in range(offer.slots)
+        ]
+        self.reply_boxes = [
+            arena._view[offer.reply_offset + j * offer.size : offer.reply_offset + (j + 1) * offer.size] for j in range(offer.slots)
+        ]
+        #: Request mailboxes rung and not taken yet, in the order of their rings.
+        self.pending: collections.deque[int] = collections.deque()
         cloexec = getattr(os, "O_CLOEXEC", 0)
         fds: list[int] = []
         try:
@@ -673,29 +685,40 @@ class Doorbell:
         self.request_fd, self.reply_fd = fds
 
     def rang(self) -> bool:
-        """Whether the host rang since the last call (consumes the rings). Raises EOFError
-        when the FIFO has no writer any more (the host holds it open while it lives)."""
+        """Whether a request mailbox is waiting (reads the rings the host wrote since the
+        last call). Raises EOFError when the FIFO has no writer any more (the host holds it
+        open while it lives)."""
+        if self.pending:
+            return True
         try:
-            data = os.read(self.request_fd, 64)
+            data = os.read(self.request_fd, 256)
         except BlockingIOError:
             return False
         if not data:
             raise EOFError("the host closed the request FIFO")
+        self.pending.extend(b - 1 for b in data)
         return True
 
-    def take_request(self) -> list[Any]:
-        """The message in the request mailbox, copied out: the UDF may keep its arrays."""
-        return [_MailboxFrame(f) for f in P.decode_mailbox(self.request_box)]
+    def take_request(self) -> tuple[int, list[Any]]:
+        """The next rung request mailbox and its message, copied out (the UDF may keep its
+        arrays). Raises ProtocolError for a ring naming no mailbox or a malformed one."""
+        j = self.pending.popleft()
+        if not 0 <= j < len(self.request_boxes):
+            raise ProtocolError(
+                f"expected a doorbell ring naming one of {len(self.request_boxes)} mailboxes (1 to {len(self.request_boxes)}), found {j + 1}",
+                "frames",
+            )
+        return j, [_MailboxFrame(f) for f in P.decode_mailbox(self.request_boxes[j])]
 
-    def reply(self, frames: list[Any]) -> bool:
-        """Puts an answer in the reply mailbox and rings; False when it must go through the
-        socket instead (too large, or the FIFO would block)."""
+    def reply(self, frames: list[Any], slot: int) -> bool:
+        """Puts an answer in reply mailbox ``slot`` and rings; False when it must go through
+        the socket instead (too large, or the FIFO would block)."""
         try:
             # Nothing is written unless it all fits, and a mailbox is only read after a ring:
             # any failure here leaves the socket to carry the answer.
-            if not P.encode_mailbox(frames, self.reply_box):
+            if not P.encode_mailbox(frames, self.reply_boxes[slot]):
                 return False
-            return os.write(self.reply_fd, b"\x01") == 1
+            return os.write(self.reply_fd, bytes((slot + 1,))) == 1
         except (OSError, TypeError, ValueError, BufferError):
             return False
 
@@ -759,18 +782,18 @@ class Worker:
         self._arena: SharedArena | None = None
         self._doorbell: Doorbell | None = None
         self._poller: zmq.Poller | None = None
-        #: The message being handled came through the doorbell.
-        self._from_doorbell = False
-        #: The next message sent answers a doorbell BATCH: it goes into the reply mailbox.
-        self._reply_armed = False
+        #: The request mailbox the message being handled came through (None: the socket).
+        self._from_doorbell: int | None = None
+        #: The reply mailbox the next message sent goes into: it answers a doorbell BATCH.
+        self._reply_armed: int | None = None
 
     # -- sending --------------------------------------------------------------------------
 
     def _send(self, frames: list[Any]) -> None:
         assert self.socket is not None
-        if self._reply_armed:
-            self._reply_armed = False
-            if self._doorbell is not None and self._doorbell.reply(frames):
+        if self._reply_armed is not None:
+            slot, self._reply_armed = self._reply_armed, None
+            if self._doorbell is not None and self._doorbell.reply(frames, slot):
                 return
         # Zero-copy frames cost a Frame object and a release callback each (measured: about
         # 19 µs a frame); small bytes frames are cheaper to copy into the message.
@@ -882,7 +905,7 @@ class Worker:
         """The next message, or None after ``timeout_ms`` without one."""
         sock = self.socket
         assert sock is not None
-        self._from_doorbell = False
+        self._from_doorbell = None
         if self._doorbell is not None:
             return self._recv_either(sock, self._doorbell, timeout_ms)
         if int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
@@ -923,11 +946,11 @@ class Worker:
                 return self._recv(max(1, int((deadline - time.monotonic()) * 1000)))
             if rang:
                 try:
-                    frames = bell.take_request()
+                    slot, frames = bell.take_request()
                 except ProtocolError as exc:
                     self._protocol_error(exc)
                     continue
-                self._from_doorbell = True
+                self._from_doorbell = slot
                 return frames
             if int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 return sock.recv_multipart(copy=False)
@@ -1084,7 +1107,7 @@ class Worker:
                 if kind == P.Kind.BATCH:
                     self._reply_armed = self._from_doorbell
                     self._batch(env, frames)
-                    self._reply_armed = False
+                    self._reply_armed = None
                     self._flush_releases()
                 elif kind == P.Kind.HEARTBEAT:
                     self._heartbeat()
