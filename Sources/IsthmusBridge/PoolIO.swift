@@ -148,8 +148,31 @@ final class PoolIO: @unchecked Sendable {
             return
         }
         try checkInterpreter()
+        makeDoorbells()
         spawner = SpawnThread()
         for slot in slots { try launch(slot) }
+    }
+
+    /// Every local worker's doorbells (§18), before any batch takes a region of the arena: one
+    /// mailbox pair per credit, at most `Doorbell.maxSlots`, and all of them together at most
+    /// an eighth of the arena, so that the mailboxes never crowd out the batches (a 1 MiB
+    /// arena has none). Credits beyond the mailboxes use the socket.
+    private func makeDoorbells() {
+        guard let arena, let directory else { return }
+        let pair = 2 * Doorbell.mailboxBytes
+        let fit = arena.size / 8 / (pair * Swift.max(1, slots.count))
+        let perWorker = Swift.min(configuration.credits, Doorbell.maxSlots, fit)
+        guard perWorker > 0 else {
+            configuration.log("isthmus: no doorbells: the \(arena.size)-byte arena has no room for them (they may take an eighth of it, \(pair) bytes per worker and credit); batches go through the socket")
+            return
+        }
+        for s in slots {
+            do {
+                s.doorbell = try Doorbell(directory: directory, slot: s.index, slots: perWorker, arena: arena)
+            } catch {
+                configuration.log("isthmus: no doorbell for worker \(s.index) (\(error)); its batches go through the socket")
+            }
+        }
     }
 
     /// Cleans up when `prepare()` failed and the I/O thread will never run.
@@ -258,7 +281,12 @@ final class PoolIO: @unchecked Sendable {
                 poke()
                 return
             }
-            if satisfied() { return }
+            if satisfied() {
+                // The I/O thread of a pipeline pool waits on the doorbells it saw busy: this
+                // caller may have rung others meanwhile, so it looks again.
+                if !configuration.callerDriven { poke() }
+                return
+            }
             let bells = busyDoorbells()
             if !bells.isEmpty && pollUntil == nil {
                 let busy = slots.filter { !$0.inFlight.isEmpty }.count
@@ -532,16 +560,7 @@ final class PoolIO: @unchecked Sendable {
                                          missedHeartbeats: configuration.missedHeartbeats, slot: s.index, workers: slots.count)
         if let arena, !remote, hello.capabilities?.contains("shm") == true {
             open.shm = ControlDocuments.ShmOffer(path: arena.path, size: arena.size)
-            if hello.capabilities?.contains("doorbell") == true, let directory {
-                if s.doorbell == nil {
-                    do {
-                        // One mailbox a credit: a pipeline keeps every credit in a mailbox;
-                        // a caller-driven pool has one request per caller and worker.
-                        s.doorbell = try Doorbell(directory: directory, slot: s.index, slots: configuration.credits, arena: arena)
-                    } catch {
-                        configuration.log("isthmus: no doorbell for worker \(s.index) (\(error)); its requests go through the socket")
-                    }
-                }
+            if hello.capabilities?.contains("doorbell") == true {
                 open.doorbell = s.doorbell?.offer
             }
         }

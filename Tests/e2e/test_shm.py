@@ -15,13 +15,14 @@ from harness import python_bin, run_cli, udf
 from test_run import w1, write_stream
 
 
-def run(tmp_path, name: str, fn: str, rows: int, *extra: str, batch_rows: int = 8192, workers: int = 2):
+def run(tmp_path, name: str, fn: str, rows: int, *extra: str, batch_rows: int = 8192, workers: int = 2,
+        env: dict[str, str] | None = None):
     src = tmp_path / f"{name}-in.arrows"
     if not src.exists():
         write_stream(src, w1(rows))
     out, stats = tmp_path / f"{name}.arrows", tmp_path / f"{name}.json"
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", fn, "--workers", str(workers),
-                "--batch-rows", str(batch_rows), "--stats", str(stats), "--no-progress", *extra)
+                "--batch-rows", str(batch_rows), "--stats", str(stats), "--no-progress", *extra, env=env or {})
     assert r.returncode == 0, r.stderr.decode()
     stage = [s for s in json.loads(stats.read_text())["stages"] if s["kind"] == "python"][0]
     return ipc.open_stream(str(out)).read_all(), stage, r.stderr.decode()
@@ -204,3 +205,38 @@ def test_a_result_descriptor_the_host_did_not_offer_gets_the_worker_replaced(tmp
     got = ipc.open_stream(str(out)).read_all()
     assert got.column("id").to_pylist() == list(range(EVIL_ROWS))
     assert got.column("s").to_pylist() == [str(i) for i in range(EVIL_ROWS)]
+
+
+def test_a_small_arena_keeps_its_room_for_batches(tmp_path):
+    # Mailboxes may take an eighth of the arena: with 1 MiB there is no room for 2 workers x
+    # 8 credits x 128 KiB, so there are no doorbells and the arena carries the batches.
+    n = 100_000
+    table, stage, err = run(tmp_path, "small", f"{udf('basic.py')}:linear", n, "--shm-arena", "1Mi", "--credits", "8")
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert "no doorbells: the 1048576-byte arena has no room for them" in err
+    assert stage["doorbell_batches"] == 0 and stage["shm_batches"] > 0
+    # 16 MiB leave room for 8 mailboxes per worker.
+    table, stage, err = run(tmp_path, "room", f"{udf('basic.py')}:linear", n, "--shm-arena", "16Mi", "--credits", "8")
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert "no doorbell" not in err
+    assert stage["doorbell_batches"] == stage["batches_in"] == stage["shm_batches"] + 1
+
+
+def test_a_worker_ringing_a_mailbox_it_was_not_rung_for_is_replaced(tmp_path):
+    n = 60_000
+    table, stage, err = run(tmp_path, "ring", f"{udf('doorbell_evil.py')}:linear", n, "--credits", "4",
+                            batch_rows=1000, workers=2, env={"DOORBELL_EVIL": "ring", "DOORBELL_EVIL_FLAG": str(tmp_path / "flag")})
+    assert "rang its doorbell for mailbox 199 of 4, expected one of the mailboxes it was rung for; replacing it" in err
+    assert len(stage["restarts"]) == 1
+    assert table.column("y").to_pylist() == expected_linear(n)  # its batches were resent, none lost or doubled
+
+
+def test_a_worker_dying_with_every_mailbox_full_loses_nothing(tmp_path):
+    n = 60_000
+    table, stage, err = run(tmp_path, "exit", f"{udf('doorbell_evil.py')}:linear", n, "--credits", "8",
+                            batch_rows=1000, workers=1, env={"DOORBELL_EVIL": "exit", "DOORBELL_EVIL_FLAG": str(tmp_path / "flag")})
+    assert len(stage["restarts"]) == 1 and "exited with code 3" in stage["restarts"][0]
+    assert "restarting it and resending 8 batches" in err
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["doorbell_batches"] > stage["batches_in"]  # the resent ones went through the doorbell again
+

@@ -25,8 +25,15 @@ ARENA = 1 << 20
 BOX = 64 << 10
 
 LIN = """
+import time
 import pyarrow.compute as pc
 from isthmus import udf
+
+@udf
+def slow_lin(batch):
+    if batch["x"][0].as_py() < 0:
+        time.sleep(0.3)
+    return {"y": pc.add(pc.multiply(batch["x"], 2), 1)}
 
 @udf
 def lin(batch):
@@ -266,6 +273,29 @@ def test_several_mailboxes_are_answered_in_the_mailboxes_they_were_rung_in(raw_h
         doc = P.parse_error(P.loads_json(rest[0], "ERROR"))
         assert doc.kind == "protocol" and "expected a doorbell ring naming one of 3 mailboxes (1 to 3), found 9" in doc.message
         assert ring.rings(1) == b"\x02" and ring.reply(1)[0].sequence == 13
+    finally:
+        ring.close()
+
+
+def test_a_socket_batch_waits_behind_at_most_one_doorbell_batch(raw_host: RawHost, write_udf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # While the worker is busy with the batch in mailbox 0, two more are rung and one comes
+    # through the socket: the worker takes the two paths in turns, so the socket's batch is
+    # answered right after the first, not after all three (0.3 s each).
+    ring = Bells(tmp_path, request_offset=0, reply_offset=3 * BOX, slots=3)
+    try:
+        assert _ready(raw_host, write_udf, ring, name="slow_lin").doorbell is True
+        ring.put(0, *_batch(1, [-1]))
+        os.write(ring.request_fd, b"\x01")
+        time.sleep(0.1)  # the worker is in the UDF now
+        ring.put(1, *_batch(2, [-2]))
+        ring.put(2, *_batch(3, [-3]))
+        os.write(ring.request_fd, bytes((2, 3)))
+        raw_host.send(*_batch(4, [4]))
+        env, rest = raw_host.recv(10)
+        assert env.kind == P.Kind.RESULT and env.sequence == 4 and read_stream(rest).column("y").to_pylist() == [9]
+        assert ring.rings(3, timeout_ms=0) == b"\x01"  # only the first doorbell batch before it
+        assert ring.rings(2) == bytes((2, 3))
+        assert [ring.reply(j)[0].sequence for j in (0, 1, 2)] == [1, 2, 3]
     finally:
         ring.close()
 

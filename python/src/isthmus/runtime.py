@@ -786,6 +786,8 @@ class Worker:
         self._from_doorbell: int | None = None
         #: The reply mailbox the next message sent goes into: it answers a doorbell BATCH.
         self._reply_armed: int | None = None
+        #: The last message came through the doorbell: the socket goes first next time.
+        self._last_from_doorbell = False
 
     # -- sending --------------------------------------------------------------------------
 
@@ -927,7 +929,9 @@ class Worker:
                     return None
 
     def _recv_either(self, sock: zmq.Socket[Any], bell: Doorbell, timeout_ms: int) -> list[Any] | None:
-        """The next message from the doorbell or the socket, the doorbell first."""
+        """The next message from the doorbell or the socket. When both have one waiting they
+        take turns (section 18.3): a BATCH the host had to send through the socket (no free
+        mailbox, too large) waits behind at most one doorbell BATCH."""
         deadline = time.monotonic() + timeout_ms / 1000
         poller = self._poller
         if poller is None:
@@ -935,6 +939,10 @@ class Worker:
             poller.register(sock, zmq.POLLIN)
             poller.register(bell.request_fd, zmq.POLLIN)
         while True:
+            socket_first = self._last_from_doorbell
+            if socket_first and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self._last_from_doorbell = False
+                return sock.recv_multipart(copy=False)
             try:
                 rang = bell.rang()
             except EOFError:
@@ -951,8 +959,10 @@ class Worker:
                     self._protocol_error(exc)
                     continue
                 self._from_doorbell = slot
+                self._last_from_doorbell = True
                 return frames
-            if int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            if not socket_first and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self._last_from_doorbell = False
                 return sock.recv_multipart(copy=False)
             if self._stop.is_set():
                 raise _Exit(EXIT_OK)
