@@ -37,8 +37,8 @@ public enum ControlDocuments {
         /// The shared arena this worker may map (1.1, §17); only offered to local workers that
         /// announced the `shm` capability.
         public var shm: ShmOffer?
-        /// This worker's doorbells (§18); only offered with `shm`, to workers that announced
-        /// the `doorbell` capability, by pools whose callers wait for each request.
+        /// This worker's doorbells (§18); only offered with `shm`, to local workers that
+        /// announced the `doorbell` capability, when the arena has room for the mailboxes.
         public var doorbell: DoorbellOffer?
     }
 

@@ -11,7 +11,7 @@ import Glibc
 /// worker's) on its way, and on a virtual machine a wake-up on another, idle CPU costs tens of
 /// microseconds. Through the doorbell the host wakes the worker's main thread directly and the
 /// worker wakes the host: a one-row request takes two wake-ups instead of six, and a pipelined
-/// batch costs a quarter less CPU (measured in `PROTOCOL.md` §18). Everything else
+/// batch costs about a third less CPU (measured in `PROTOCOL.md` §18). Everything else
 /// (handshake, heartbeats, RELEASE, CLOSE, answers that do not fit) stays on the socket.
 ///
 /// Rules that make the mailboxes safe without locks: the host puts one BATCH in a request
