@@ -152,11 +152,11 @@ struct AdaptiveBatchSizeTests {
     func aimd() {
         var c = AdaptiveBatchSize(target: 0.005, initial: 1000, minRows: 100, maxRows: 1200, step: 100)
         #expect(c.observe(latency: 0.002) == 1100)
-        #expect(c.observe(latency: 0.0029) == 1200)         // under 60 % of the target: still grows
+        #expect(c.observe(latency: 0.0025) == 1200)         // at 50 % of the target: still grows
         #expect(c.observe(latency: 0.001) == 1200)          // capped
-        #expect(c.observe(latency: 0.0031) == 1200)         // between 60 % and 80 %: holds
-        #expect(c.observe(latency: 0.004) == 1200)
-        #expect(c.observe(latency: 0.0041) == 600)          // over 80 %: halved
+        #expect(c.observe(latency: 0.0026) == 1200)         // between 50 % and 70 %: holds
+        #expect(c.observe(latency: 0.0034) == 1200)
+        #expect(c.observe(latency: 0.0036) == 600)          // over 70 %: halved
         #expect(c.observe(latency: 0.9) == 300)
         #expect(c.observe(latency: 0.9) == 150)
         #expect(c.observe(latency: 0.9) == 100)             // floor
@@ -178,7 +178,9 @@ struct AdaptiveBatchSizeTests {
     @Test("with pipelined answers it settles under the target instead of swinging")
     func pipelined() {
         // 4 batches in flight; a batch costs 1 µs per row plus 0.5 ms; its answer arrives four
-        // decisions after it was cut. 4,500 rows meet a 5 ms target.
+        // decisions after it was cut. 4,500 rows meet a 5 ms target; the controller grows only
+        // while a batch takes at most half of it (2,000 rows here), so it settles at or above
+        // that and never near the 4,500 where noise would take the tail over the target.
         var c = AdaptiveBatchSize(target: 0.005, initial: 1024, maxRows: 65_536, step: 1024)
         var inFlight = [Int](repeating: 1024, count: 4)
         var sizes: [Int] = []
@@ -189,7 +191,7 @@ struct AdaptiveBatchSizeTests {
         }
         let tail = sizes.suffix(300)
         #expect(tail.max()! <= 4_500 + 1024)
-        #expect(Double(tail.reduce(0, +)) / Double(tail.count) > 2_500)
+        #expect(Double(tail.reduce(0, +)) / Double(tail.count) >= 2_000)
     }
 
     @Test("converges near the size whose latency meets the target")
