@@ -156,7 +156,7 @@ final class PoolIO: @unchecked Sendable {
     /// Every local worker's doorbells (§18), before any batch takes a region of the arena: one
     /// mailbox pair per credit, at most `Doorbell.maxSlots`, and all of them together at most
     /// an eighth of the arena, so that the mailboxes never crowd out the batches (a 1 MiB
-    /// arena has none). Credits beyond the mailboxes use the socket.
+    /// arena has one pair for a single worker, none for two or more). Credits beyond the mailboxes use the socket.
     private func makeDoorbells() {
         guard let arena, let directory else { return }
         let pair = 2 * Doorbell.mailboxBytes

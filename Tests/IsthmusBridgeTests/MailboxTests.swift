@@ -79,7 +79,7 @@ struct MailboxTests {
     }
 }
 
-/// A slot's doorbells on the host's side: two FIFOs in the run folder, two mailboxes in the arena.
+/// A slot's doorbells on the host's side: two FIFOs in the run folder, `slots` mailboxes each way in the arena.
 @Suite("doorbells")
 struct DoorbellTests {
     static func folder() throws -> String {

@@ -1,7 +1,8 @@
-"""Doorbells (PROTOCOL.md section 18) on the worker side: a BATCH put in the request
-mailbox with one byte on the request FIFO is answered in the reply mailbox with one byte
-on the reply FIFO; anything that does not fit, and everything that is not the answer to
-such a BATCH, goes through the socket; a mailbox that lies is a protocol error."""
+"""Doorbells (PROTOCOL.md section 18) on the worker side: a BATCH put in request mailbox j
+with the byte j + 1 on the request FIFO is answered in reply mailbox j with the same byte on
+the reply FIFO; anything that does not fit, and everything that is not the answer to such a
+BATCH, goes through the socket; the worker takes doorbell and socket in turns; a mailbox or a
+ring that lies is a protocol error."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_mailboxes_that_lie_are_refused(mutate, fragment) -> None:  # type: igno
 
 
 class Bells:
-    """The host's side: an arena with two mailboxes, two FIFOs opened read-write."""
+    """The host's side: an arena with ``slots`` mailboxes each way, two FIFOs opened read-write."""
 
     def __init__(self, tmp_path, size: int = BOX, request_offset: int = 0, reply_offset: int = BOX, slots: int = 1) -> None:  # type: ignore[no-untyped-def]
         self.fd = os.memfd_create("isthmus-test-arena")

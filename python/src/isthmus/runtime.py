@@ -443,7 +443,7 @@ def capabilities() -> list[str]:
     # The shared-memory data plane: the host's arena is opened as /proc/<pid>/fd/<fd>.
     if sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd"):
         caps.append("shm")
-        # Request/response through FIFOs and two mailboxes in the arena (section 18).
+        # BATCHes and their answers through two FIFOs and mailboxes in the arena (section 18).
         caps.append("doorbell")
     # Arrow IPC body codecs this worker can read in BATCH payloads.
     for codec, cap in (("lz4_frame", "lz4_frame"), ("zstd", "zstd")):
