@@ -454,9 +454,6 @@ final class PoolIO: @unchecked Sendable {
                 do {
                     frames = try bell.takeReply(slot: j)
                     envelope = try frames[0].withUnsafeBytes { try Envelope.decode($0) }
-                } catch let error as ProtocolViolation {
-                    workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error.message)")
-                    break
                 } catch {
                     workerFault(s, "rang its doorbell with a malformed reply mailbox: \(error)")
                     break
@@ -592,7 +589,7 @@ final class PoolIO: @unchecked Sendable {
         }
         s.doorbellOpen = s.shm && s.doorbellOffered && ready.doorbell == true
         if let error = ready.doorbellError, s.doorbell != nil {
-            configuration.log("isthmus: worker \(s.index) cannot open its doorbells (\(error)); its requests go through the socket")
+            configuration.log("isthmus: worker \(s.index) cannot open its doorbells (\(error)); its batches go through the socket")
         }
         s.phase = .ready
         shared.locked { shared.stats.workersAlive = slots.filter { $0.phase == .ready }.count }

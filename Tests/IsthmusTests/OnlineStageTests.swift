@@ -116,17 +116,22 @@ struct OnlineStageTests {
     @Test("a worker that lies in its reply mailbox is replaced and the request answered", arguments: lyingReplies)
     func lyingReply(_ lie: (evil: String, note: String)) throws {
         let marker = Self.marker()
-        let udf = try Self.lyingMailbox(lie.evil, marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
+        try Self.expectReplacedOnce(udf: Self.lyingMailbox(lie.evil, marker: marker), logging: [lie.note])
+    }
+
+    /// Five requests to `udf`, whose worker misbehaves once: every answer is right, the
+    /// worker was replaced once, and the host logged a line with every one of `logging`.
+    static func expectReplacedOnce(udf: String, logging: [String]) throws {
         let notes = Locked<[String]>([])
-        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: PythonEnv.options(workers: 1),
+        let stage = try OnlineStage(udf: udf, inputSchema: schema, options: PythonEnv.options(workers: 1),
                                     log: { line in notes.withLock { $0.append(line) } })
         defer { stage.close() }
         for i in 0..<5 {
-            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
+            #expect(try stage.submitBlocking(request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
         }
         #expect(stage.stats.restarts.count == 1)
-        #expect(notes.value.contains { $0.contains(lie.note) }, "\(notes.value)")
+        #expect(notes.value.contains { line in logging.allSatisfy { line.contains($0) } }, "\(notes.value)")
     }
 
     /// `linear`, in a worker whose first answer is rung with the byte `ring` instead of its
@@ -157,20 +162,12 @@ struct OnlineStageTests {
     @Test("a worker that rings a mailbox holding no batch of its own is replaced and the request answered",
           arguments: [(2, "rang its doorbell for mailbox 1 of 2"), (9, "rang its doorbell for mailbox 8 of 2")])
     func lyingRing(_ lie: (ring: Int, note: String)) throws {
+        // The default 2 credits give the worker 2 mailboxes ("of 2").
+        #expect(PythonEnv.options(workers: 1).credits == 2)
         let marker = Self.marker()
-        let udf = try Self.lyingRing(lie.ring, marker: marker)
         defer { try? FileManager.default.removeItem(atPath: marker) }
-        let notes = Locked<[String]>([])
-        var options = PythonEnv.options(workers: 1)
-        options.credits = 2
-        let stage = try OnlineStage(udf: udf, inputSchema: Self.schema, options: options,
-                                    log: { line in notes.withLock { $0.append(line) } })
-        defer { stage.close() }
-        for i in 0..<5 {
-            #expect(try stage.submitBlocking(Self.request(i)).column("y")?.double(0) == Double(i) * 2 + 1, "request \(i)")
-        }
-        #expect(stage.stats.restarts.count == 1)
-        #expect(notes.value.contains { $0.contains(lie.note) && $0.contains("expected one of the mailboxes it was rung for") }, "\(notes.value)")
+        try Self.expectReplacedOnce(udf: Self.lyingRing(lie.ring, marker: marker),
+                                    logging: [lie.note, "expected one of the mailboxes it was rung for"])
     }
 
     @Test("many threads at once: one drives, the others get their answers as they arrive")
@@ -291,19 +288,23 @@ struct OnlineStageTests {
         #expect(stillRead.count <= 1, "pipes still open here for \(stillRead.count) of \(children.count) children")
     }
 
-    @Test("a request that hangs past the timeout fails with the timeout, not a hang")
-    func hungRequestTimesOut() throws {
-        let file = try PythonEnv.udfFile("""
+    /// A UDF that sleeps `seconds` before it answers with its input.
+    static func sleeper(seconds: Int) throws -> String {
+        try PythonEnv.udfFile("""
             import time
 
-            def hang(batch):
-                time.sleep(60)
+            def sleeper(batch):
+                time.sleep(\(seconds))
                 return {"y": batch.column("x")}
-            """)
+            """) + ":sleeper"
+    }
+
+    @Test("a request that hangs past the timeout fails with the timeout, not a hang")
+    func hungRequestTimesOut() throws {
         var options = PythonEnv.options(workers: 1)
         options.timeout = 0.3
         options.maxRetries = 1
-        let stage = try OnlineStage(udf: "\(file):hang", inputSchema: Self.schema, options: options)
+        let stage = try OnlineStage(udf: Self.sleeper(seconds: 60), inputSchema: Self.schema, options: options)
         defer { stage.close() }
         do {
             _ = try stage.submitBlocking(Self.request(1))
@@ -316,14 +317,7 @@ struct OnlineStageTests {
 
     @Test("close() while a caller waits ends its wait with an error")
     func closeWhileWaiting() throws {
-        let file = try PythonEnv.udfFile("""
-            import time
-
-            def slow(batch):
-                time.sleep(30)
-                return {"y": batch.column("x")}
-            """)
-        let stage = try OnlineStage(udf: "\(file):slow", inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
+        let stage = try OnlineStage(udf: Self.sleeper(seconds: 30), inputSchema: Self.schema, options: PythonEnv.options(workers: 1))
         let outcome = Locked<String?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {

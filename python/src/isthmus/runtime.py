@@ -662,12 +662,11 @@ class Doorbell:
                 raise ValueError(
                     f"expected the {boxes} inside the {arena.size}-byte arena, found {span} bytes at offset {offset}"
                 )
-        self.request_boxes = [
-            arena._view[offer.request_offset + j * offer.size : offer.request_offset + (j + 1) * offer.size] for j in range(offer.slots)
-        ]
-        self.reply_boxes = [
-            arena._view[offer.reply_offset + j * offer.size : offer.reply_offset + (j + 1) * offer.size] for j in range(offer.slots)
-        ]
+        def boxes(start: int) -> list[memoryview]:
+            return [arena._view[start + j * offer.size : start + (j + 1) * offer.size] for j in range(offer.slots)]
+
+        self.request_boxes = boxes(offer.request_offset)
+        self.reply_boxes = boxes(offer.reply_offset)
         #: Request mailboxes rung and not taken yet, in the order of their rings.
         self.pending: collections.deque[int] = collections.deque()
         cloexec = getattr(os, "O_CLOEXEC", 0)
@@ -938,11 +937,16 @@ class Worker:
             poller = self._poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
             poller.register(bell.request_fd, zmq.POLLIN)
+
+        def from_socket() -> list[Any] | None:
+            if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                return None
+            self._last_from_doorbell = False
+            return sock.recv_multipart(copy=False)
+
         while True:
-            socket_first = self._last_from_doorbell
-            if socket_first and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                self._last_from_doorbell = False
-                return sock.recv_multipart(copy=False)
+            if self._last_from_doorbell and (frames := from_socket()) is not None:
+                return frames
             try:
                 rang = bell.rang()
             except EOFError:
@@ -961,9 +965,8 @@ class Worker:
                 self._from_doorbell = slot
                 self._last_from_doorbell = True
                 return frames
-            if not socket_first and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                self._last_from_doorbell = False
-                return sock.recv_multipart(copy=False)
+            if (frames := from_socket()) is not None:
+                return frames
             if self._stop.is_set():
                 raise _Exit(EXIT_OK)
             remaining_ms = (deadline - time.monotonic()) * 1000
