@@ -329,6 +329,18 @@ def build() -> dict[str, dict[str, Any]]:
         "Batch 6 through the arena (flag SHM, 0x04): its IPC stream is the 1208 bytes at offset 1 MiB; the worker may write its result into 64 KiB at offset 1088 KiB.",
         "host", frames, regions=regions,
     )
+    file = {"path": "/proc/4242/fd/9", "inode": 131074, "size": 33554944, "schema_offset": 0, "schema_length": 296,
+            "offset": 296, "length": 1048936, "row_offset": 8192, "rows": 8192, "result_offset": 1114112,
+            "result_capacity": 65536}
+    words = [file[k] for k in ("inode", "size", "schema_offset", "schema_length", "offset", "length", "row_offset", "rows",
+                               "result_offset", "result_capacity")]
+    frames = [env(P.Kind.BATCH, stage=0, attempt=0, sequence=7, flags=P.FLAG_SHM | P.FLAG_FILE),
+              P.FILE_BATCH.pack(*words) + file["path"].encode()]
+    out["batch_file"] = vector(
+        "batch_file",
+        "Batch 7 read in place from the host's input file (flags SHM and FILE, 0x0c): rows 8192 to 16383 of the record batch message of 1048936 bytes at offset 296 of the file the host holds open as descriptor 9, whose schema message is its first 296 bytes; the result goes into 64 KiB of the arena at offset 1088 KiB.",
+        "host", frames, file=file,
+    )
     result_region = {"offset": 1114112, "length": 1032, "released": []}
     frames = [env(P.Kind.RESULT, stage=1, attempt=0, sequence=6, flags=P.FLAG_SHM), P.RESULT_REGION.pack(1114112, 1032)]
     out["result_shm"] = vector(

@@ -351,6 +351,7 @@ final class PythonNode: Node, @unchecked Sendable {
         s.shmBatches = p.shmBatches
         s.shmResults = p.shmResults
         s.doorbellBatches = p.doorbellBatches
+        s.fileBatches = p.fileBatches
         s.arenaBytes = p.arenaBytes
         s.arenaPeakBytes = p.arenaPeakBytes
         if options.targetLatency != nil { s.batchSizes = chosenSizes.value }

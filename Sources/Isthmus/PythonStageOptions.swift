@@ -49,6 +49,8 @@ public struct PythonStageOptions: Sendable, Equatable {
     public var insecure = false
     /// Size of the shared-memory arena local workers map (0: batches travel as frames).
     public var sharedMemoryBytes: Int = 256 << 20
+    /// Whether local workers may read batches in place from the input file (PROTOCOL.md §19).
+    public var shareInputFiles = true
     /// Online stages: how long a caller polls for its answer before it sleeps (seconds; nil =
     /// 300 µs while a CPU is left over, 0 = never; see `SpinPolicy`).
     public var spinWait: Double?
@@ -89,6 +91,7 @@ extension PythonStageOptions {
         config.curveSecretKey = curveSecretKey
         config.insecure = insecure
         config.sharedMemoryBytes = sharedMemoryBytes
+        config.shareInputFiles = shareInputFiles
         config.spinWait = spinWait
         // Fixed-width columns say exactly how big a batch of `batchRows` is; other columns are
         // guessed at 32 bytes a row; `batchBytes` caps it either way.

@@ -33,6 +33,8 @@ public struct StageStats: Sendable, Codable {
     public var shmResults: Int?
     /// Batches that went to the workers through their doorbells, not the socket (§18).
     public var doorbellBatches: Int?
+    /// Batches the workers read in place from the input file, not from the arena (§19).
+    public var fileBatches: Int?
     /// Size of the shared arena, and the most of it in use at once, in bytes (0: no arena).
     public var arenaBytes: Int?
     public var arenaPeakBytes: Int?

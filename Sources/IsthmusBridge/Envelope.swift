@@ -38,6 +38,9 @@ public struct Envelope: Hashable, Sendable {
     /// BATCH and RESULT flag (1.1): the payload is a region of the shared arena, described by
     /// a descriptor frame, instead of Arrow IPC frames (PROTOCOL.md §17).
     public static let shmFlag: UInt8 = 0x04
+    /// BATCH flag (1.1, with the SHM flag): the input is a record batch message in one of the
+    /// host's input files, which the worker maps itself (PROTOCOL.md §19).
+    public static let fileFlag: UInt8 = 0x08
     /// Stage value meaning "no stage".
     public static let noStage: UInt16 = 0xFFFF
 

@@ -62,6 +62,10 @@ public struct PoolConfiguration: Sendable {
     /// Expected bytes of one submitted batch (0: unknown). With it, the part of the arena the
     /// run will use is touched while the workers start, not while batches flow.
     public var expectedBatchBytes: Int = 0
+    /// Whether a batch decoded without a copy from a regular Arrow IPC input file goes to a
+    /// local worker as a range of that file, which the worker maps, instead of being copied into
+    /// the arena (PROTOCOL.md §19). Needs the arena (for results) and workers that can.
+    public var shareInputFiles = true
     /// Where worker output lines and supervisor notes go.
     public var log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -103,6 +107,8 @@ public struct PoolStats: Sendable, Codable {
     public var shmResults = 0
     /// Batches that went through a worker's doorbell instead of the socket (§18).
     public var doorbellBatches = 0
+    /// Batches a worker read in place from the input file instead of from the arena (§19).
+    public var fileBatches = 0
     /// Size of the shared arena in bytes (0: none).
     public var arenaBytes = 0
     /// Most bytes of the arena in use at once.

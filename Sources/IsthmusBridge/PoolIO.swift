@@ -43,6 +43,8 @@ final class PoolIO: @unchecked Sendable {
         var restartsWithoutProgress = 0
         /// Whether this worker mapped the shared arena (READY said so).
         var shm = false
+        /// Whether this worker maps input files itself (HELLO announced `input_file`, and it has the arena).
+        var inputFiles = false
         /// Input regions lent to this worker and not yet given back with RELEASE, by offset.
         var held: [Int: ArenaLease] = [:]
         /// The slot's doorbells (local pools with an arena; kept across restarts).
@@ -562,6 +564,7 @@ final class PoolIO: @unchecked Sendable {
             }
         }
         s.doorbellOffered = open.doorbell != nil
+        s.inputFiles = open.shm != nil && configuration.shareInputFiles && hello.capabilities?.contains("input_file") == true
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
 
@@ -746,7 +749,10 @@ final class PoolIO: @unchecked Sendable {
         case "schema":
             fail(BridgeError(.schemaMismatch, "\(place): \(message)", detail: detail))
         case "protocol":
-            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)", detail: detail))
+            // A batch that was a range of the input file (§19) has a way around a worker that
+            // cannot open or map that file: copying batches into the arena.
+            let way = batch?.origin != nil && s.inputFiles ? " (to copy batches instead of sharing the input file: --no-share-input)" : ""
+            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)\(way)", detail: detail))
         case "oom":
             fail(BridgeError(.workerFailed, "\(place): the worker ran out of memory (\(exc)\(message)) under its memory limit", detail: detail))
         default:
@@ -822,6 +828,7 @@ final class PoolIO: @unchecked Sendable {
         // The process is gone, and with it its mapping: everything it was lent is free again.
         s.held.removeAll()
         s.shm = false
+        s.inputFiles = false
         s.doorbellOpen = false
         s.doorbell?.drain()
         for i in lost.indices {
@@ -925,7 +932,7 @@ final class PoolIO: @unchecked Sendable {
     private func dispatch() {
         guard !queue.isEmpty else { return }
         var i = 0
-        var sent = 0, shmSent = 0, bellSent = 0
+        var sent = 0, shmSent = 0, bellSent = 0, fileSent = 0
         while i < queue.count {
             let b = queue[i]
             let candidates = slots.filter { $0.phase == .ready && $0.inFlight.count < configuration.credits && (b.slot == nil || b.slot == $0.index) }
@@ -939,18 +946,25 @@ final class PoolIO: @unchecked Sendable {
             if batch.sentAt == 0 { batch.sentAt = t }
             batch.dispatchedAt = t
             let head: [[UInt8]], payload: [Buffer]
-            if s.shm, let region = batch.region, let arena {
-                // Only descriptors travel: the batch is already in the arena; the worker may
-                // write its result into a second region sized from the results seen so far.
+            if s.shm, batch.region != nil || (s.inputFiles && batch.origin != nil), let arena {
+                // Only descriptors travel: the batch is already in the arena, or in the input
+                // file the worker maps; the worker may write its result into a region of the
+                // arena sized from the results seen so far.
                 let wanted = Swift.min(arena.size / 8, Swift.max(64 << 10, Int(Double(batch.payloadBytes) * resultRatio * 1.25) + 4096))
                 let result = arena.lease(wanted)
                 batch.resultRegion = result
-                let offered = RegionDescriptors.Batch(inputOffset: region.offset, inputLength: batch.payloadBytes,
+                let offered = RegionDescriptors.Batch(inputOffset: batch.region?.offset ?? 0, inputLength: batch.region == nil ? 0 : batch.payloadBytes,
                                                       resultOffset: result?.offset ?? 0, resultCapacity: result?.size ?? 0)
                 batch.offered = offered
-                s.held[region.offset] = region
-                let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag)
-                head = [envelope.encoded, offered.encoded]
+                if let region = batch.region {
+                    s.held[region.offset] = region
+                    let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag)
+                    head = [envelope.encoded, offered.encoded]
+                } else {
+                    let envelope = Envelope(kind: .batch, stage: 0, attempt: batch.attempt, sequence: batch.sequence, flags: Envelope.shmFlag | Envelope.fileFlag)
+                    head = [envelope.encoded, RegionDescriptors.FileBatch(origin: batch.origin!, resultOffset: offered.resultOffset, resultCapacity: offered.resultCapacity).encoded]
+                    fileSent += 1
+                }
                 payload = []
                 shmSent += 1
             } else {
@@ -968,6 +982,7 @@ final class PoolIO: @unchecked Sendable {
                 shared.stats.inFlight += sent
                 shared.stats.shmBatches += shmSent
                 shared.stats.doorbellBatches += bellSent
+                shared.stats.fileBatches += fileSent
                 shared.stats.arenaPeakBytes = peak
             }
         }

@@ -15,6 +15,9 @@ struct PendingBatch: Sendable {
     var slot: Int?
     /// The arena region holding `payload` (one IPC stream), when the batch was copied there.
     var region: ArenaLease?
+    /// Where the batch is in a shared input file, when it goes to workers that map the file
+    /// instead of being copied into the arena (§19).
+    var origin: BatchOrigin?
     /// The region offered to the worker for its result, while the batch is in flight.
     var resultRegion: ArenaLease?
     /// What the BATCH told the worker about both regions (nil: sent as frames).

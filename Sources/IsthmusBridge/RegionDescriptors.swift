@@ -1,3 +1,5 @@
+import IsthmusArrow
+
 /// The fixed binary frames of the shared-memory data plane (PROTOCOL.md §17). All integers are
 /// unsigned 64-bit little-endian; offsets are relative to the start of the arena.
 public enum RegionDescriptors {
@@ -15,6 +17,35 @@ public enum RegionDescriptors {
         }
         public static let size = 32
         public var encoded: [UInt8] { words([inputOffset, inputLength, resultOffset, resultCapacity]) }
+    }
+
+    /// Frame 1 of a BATCH with the SHM and FILE flags (§19): ten words (the input file's
+    /// inode and size, its schema message, the record batch message, the rows of that message
+    /// the batch is, the result region), then the path the worker opens, in UTF-8.
+    public struct FileBatch: Equatable, Sendable {
+        public var path: String
+        public var inode: UInt64, fileSize: Int
+        public var rows: MessageRows
+        public var resultOffset: Int, resultCapacity: Int
+        public init(path: String, inode: UInt64, fileSize: Int, rows: MessageRows, resultOffset: Int, resultCapacity: Int) {
+            self.path = path
+            self.inode = inode
+            self.fileSize = fileSize
+            self.rows = rows
+            self.resultOffset = resultOffset
+            self.resultCapacity = resultCapacity
+        }
+        public init(origin o: BatchOrigin, resultOffset: Int, resultCapacity: Int) {
+            self.init(path: o.file.path, inode: o.file.inode, fileSize: o.file.size, rows: o.rows,
+                      resultOffset: resultOffset, resultCapacity: resultCapacity)
+        }
+        /// Bytes before the path.
+        public static let size = 80
+        public var encoded: [UInt8] {
+            let r = rows
+            return words([Int(truncatingIfNeeded: inode), fileSize, r.schemaOffset, r.schemaLength, r.messageOffset, r.messageLength,
+                          r.rowOffset, r.rowCount, resultOffset, resultCapacity]) + Array(path.utf8)
+        }
     }
 
     /// The payload frame of a RESULT with the SHM flag: 16 bytes, then the offsets of input

@@ -129,7 +129,10 @@ public final class WorkerPool: @unchecked Sendable {
         // kernel copies through the socket and one more in the worker. Before waiting for the
         // window, so the copy overlaps the workers; a submitter holds at most one region waiting.
         var region: ArenaLease?
-        if let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {
+        // A batch that is a range of a shared input file needs no copy at all: a worker that
+        // maps the file reads it there (§19); any other worker gets the frames.
+        let origin = configuration.shareInputFiles && arena != nil && bytes >= configuration.sharedMemoryThreshold ? batch.origin : nil
+        if origin == nil, let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {
             _ = lease.fill(with: payload)
             payload = [lease.buffer(count: bytes)]
             region = lease
@@ -143,7 +146,7 @@ public final class WorkerPool: @unchecked Sendable {
             let s = shared.submitted
             shared.submitted += 1
             shared.inbox.append(PendingBatch(sequence: s, rowStart: rowStart, rows: batch.length, payload: payload, payloadBytes: bytes, slot: slot,
-                                              region: region, input: keepInput ? batch : nil))
+                                              region: region, origin: origin, input: keepInput ? batch : nil))
             shared.stats.batches += 1
             shared.stats.rowsIn += batch.length
             shared.stats.bytesOut += bytes

@@ -73,6 +73,8 @@ struct RunCommand: ParsableCommand {
     var insecure = false
     @Option(name: .long, help: "Size of the shared-memory arena local workers map to exchange batches without socket copies (sparse: only regions in use take memory); 0 sends every batch as frames over ZeroMQ.")
     var shmArena: String = "256Mi"
+    @Flag(name: .long, help: "Copy every batch into the arena, even one local workers could read in place from an uncompressed Arrow IPC stream input file.")
+    var noShareInput = false
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"
 
@@ -100,6 +102,7 @@ struct RunCommand: ParsableCommand {
         options.keepInput = keepInput
         options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes")
         options.sharedMemoryBytes = try parseArenaSize(shmArena)
+        options.shareInputFiles = !noShareInput
         if let workerMemoryLimit { options.workerMemoryLimit = try parseSize(workerMemoryLimit, flag: "--worker-memory-limit") }
         if let key { options.partitioning = .hash(key: key) }
         for pair in env {

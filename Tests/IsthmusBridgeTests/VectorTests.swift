@@ -90,6 +90,15 @@ struct VectorTests {
                 let want = (decoded["regions"] as! [String: Any])["offsets"] as! [Int]
                 #expect(offsets == want, "\(name)")
                 #expect(RegionDescriptors.encodeRelease(offsets) == frames[1], "\(name) re-encoded")
+            case .batch where env.flags & Envelope.fileFlag != 0:
+                let f = decoded["file"] as! [String: Any]
+                let rows = MessageRows(schemaOffset: f["schema_offset"] as! Int, schemaLength: f["schema_length"] as! Int,
+                                       messageOffset: f["offset"] as! Int, messageLength: f["length"] as! Int,
+                                       rowOffset: f["row_offset"] as! Int, rowCount: f["rows"] as! Int)
+                let d = RegionDescriptors.FileBatch(path: f["path"] as! String, inode: UInt64(f["inode"] as! Int), fileSize: f["size"] as! Int,
+                                                    rows: rows, resultOffset: f["result_offset"] as! Int, resultCapacity: f["result_capacity"] as! Int)
+                #expect(d.encoded == frames[1], "\(name)")
+                #expect(frames.count == 2 && env.flags & Envelope.shmFlag != 0, "\(name): FILE comes with SHM")
             case .batch where env.flags & Envelope.shmFlag != 0:
                 let r = decoded["regions"] as! [String: Int]
                 let d = RegionDescriptors.Batch(inputOffset: r["input_offset"]!, inputLength: r["input_length"]!,

@@ -1,6 +1,10 @@
 """End-to-end: the shared-memory data plane (PROTOCOL.md section 17) with the real CLI and
 real workers. Every run checks its output values and, through --stats, which path the
-batches took."""
+batches took.
+
+The inputs here are Arrow IPC stream files, which workers would read in place (section 19);
+the tests of the arena's input regions run with --no-share-input, so that their batches are
+copied into the arena, and the tests of section 19 at the end of the file say share=True."""
 from __future__ import annotations
 
 import json
@@ -16,13 +20,15 @@ from test_run import w1, write_stream
 
 
 def run(tmp_path, name: str, fn: str, rows: int, *extra: str, batch_rows: int = 8192, workers: int = 2,
-        env: dict[str, str] | None = None):
-    src = tmp_path / f"{name}-in.arrows"
-    if not src.exists():
-        write_stream(src, w1(rows))
+        env: dict[str, str] | None = None, share: bool = False, src=None):
+    if src is None:
+        src = tmp_path / f"{name}-in.arrows"
+        if not src.exists():
+            write_stream(src, w1(rows))
     out, stats = tmp_path / f"{name}.arrows", tmp_path / f"{name}.json"
+    share_flag = [] if share else ["--no-share-input"]
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", fn, "--workers", str(workers),
-                "--batch-rows", str(batch_rows), "--stats", str(stats), "--no-progress", *extra, env=env or {})
+                "--batch-rows", str(batch_rows), "--stats", str(stats), "--no-progress", *share_flag, *extra, env=env or {})
     assert r.returncode == 0, r.stderr.decode()
     stage = [s for s in json.loads(stats.read_text())["stages"] if s["kind"] == "python"][0]
     return ipc.open_stream(str(out)).read_all(), stage, r.stderr.decode()
@@ -144,7 +150,7 @@ def evil_run(tmp_path, output: str, *extra: str, **env: str):
     write_stream(src, w1(EVIL_ROWS))
     out = tmp_path / output
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
-                "--no-progress", *extra, env=env)
+                "--no-progress", "--no-share-input", *extra, env=env)
     return r, out
 
 
@@ -240,3 +246,76 @@ def test_a_worker_dying_with_every_mailbox_full_loses_nothing(tmp_path):
     assert table.column("y").to_pylist() == expected_linear(n)
     assert stage["doorbell_batches"] > stage["batches_in"]  # the resent ones went through the doorbell again
 
+
+
+# -- Section 19: batches read in place from the input file ---------------------------------
+
+
+def test_batches_are_read_in_place_from_the_input_file(tmp_path):
+    # 16,384-row messages cut into 8,192-row batches: every batch but the last (1,696 rows,
+    # under the 32 KiB threshold) is a range of the file; only results use the arena.
+    n = 100_000
+    src = tmp_path / "messages.arrows"
+    write_stream(src, w1(n), max_chunksize=16384)
+    table, stage, _ = run(tmp_path, "file", f"{udf('basic.py')}:linear", n, src=src, share=True)
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["batches_in"] == 13
+    assert stage["file_batches"] == stage["shm_batches"] == stage["shm_results"] == 12
+    assert stage["doorbell_batches"] == 13
+    # Results and mailboxes only: no input region was leased for them.
+    copied, cstage, _ = run(tmp_path, "copied", f"{udf('basic.py')}:linear", n, src=src)
+    assert cstage["file_batches"] == 0 and cstage["shm_batches"] == 12
+    assert stage["arena_peak_bytes"] < cstage["arena_peak_bytes"]
+    assert table.equals(copied)
+
+
+def test_batches_cut_across_messages_are_copied_into_the_arena(tmp_path):
+    # 3,000-row batches over 4,096-row messages: a batch inside one message is a slice of it
+    # (a range of the file); one that spans two is concatenated, new bytes that go to the arena.
+    n = 60_000
+    src = tmp_path / "odd.arrows"
+    write_stream(src, w1(n), max_chunksize=4096)
+    table, stage, _ = run(tmp_path, "odd", f"{udf('basic.py')}:linear", n, src=src, share=True, batch_rows=3000)
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert 0 < stage["file_batches"] < stage["shm_batches"] == stage["batches_in"] == 20
+
+
+def test_compressed_inputs_are_copied_not_shared(tmp_path):
+    n = 50_000
+    src = tmp_path / "lz4.arrows"
+    t = w1(n)
+    with ipc.new_stream(str(src), t.schema, options=ipc.IpcWriteOptions(compression="lz4")) as w:
+        w.write_table(t, max_chunksize=8192)
+    table, stage, _ = run(tmp_path, "lz4", f"{udf('basic.py')}:linear", n, src=src, share=True)
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["file_batches"] == 0 and stage["shm_batches"] == stage["batches_in"] - 1
+
+
+def test_a_worker_dying_with_file_batches_in_flight_loses_nothing(tmp_path):
+    n = 100_000
+    table, stage, err = run(tmp_path, "fexit", f"{udf('doorbell_evil.py')}:linear", n, "--credits", "8", share=True,
+                            batch_rows=4096, workers=1, env={"DOORBELL_EVIL": "exit", "DOORBELL_EVIL_FLAG": str(tmp_path / "flag")})
+    assert len(stage["restarts"]) == 1 and "exited with code 3" in stage["restarts"][0]
+    assert "restarting it and resending 8 batches" in err
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["file_batches"] > stage["batches_in"] - 1  # the resent ones were ranges of the file again
+
+
+def test_a_worker_that_cannot_read_the_input_file_fails_the_run_with_the_way_out(tmp_path):
+    src = tmp_path / "in.arrows"
+    write_stream(src, w1(50_000))
+    out = tmp_path / "o.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_evil.py')}:linear",
+                "--workers", "1", "--no-progress")
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    lines = [l for l in err.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert "the worker rejected a message from the host: cannot open the input file /proc/" in lines[0]
+    assert "Permission denied" in lines[0] and "--no-share-input" in lines[0]
+    assert not out.exists()
+    # The way out works.
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_evil.py')}:linear",
+                "--workers", "1", "--no-progress", "--no-share-input")
+    assert r.returncode == 0, r.stderr.decode()
+    assert ipc.open_stream(str(out)).read_all().column("y").to_pylist() == expected_linear(50_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 import shutil
@@ -114,6 +115,21 @@ def raw_host() -> Iterator[RawHost]:
         yield host
     finally:
         host.close()
+
+
+#: The size of the arena the ``arena_file`` fixture makes.
+ARENA = 4 << 20
+
+
+@pytest.fixture()
+def arena_file() -> Iterator[tuple[str, mmap.mmap]]:
+    """A 4 MiB memfd standing in for the host's arena: its /proc path and a mapping of it."""
+    fd = os.memfd_create("isthmus-test-arena")
+    os.ftruncate(fd, ARENA)
+    mm = mmap.mmap(fd, ARENA)
+    yield f"/proc/{os.getpid()}/fd/{fd}", mm
+    mm.close()
+    os.close(fd)
 
 
 def ipc_stream(batch: pa.RecordBatch) -> bytes:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import gc
 import mmap
-import os
 
 import pyarrow as pa
 import pytest
 
-from conftest import RawHost, ipc_stream
+from conftest import ARENA, RawHost, ipc_stream
 from isthmus import protocol as P
 from isthmus.errors import ProtocolError
 from isthmus.runtime import SharedArena, read_single_batch, read_stream
 
-ARENA = 4 << 20
 
 LIN = """
 import pyarrow.compute as pc
@@ -38,16 +36,6 @@ def keep(batch):
 def explode(batch):
     return {"y": pc.multiply(pc.cast(batch["x"], "int64"), 1).to_pylist() * 50}
 """
-
-
-@pytest.fixture()
-def arena_file():  # type: ignore[no-untyped-def]
-    fd = os.memfd_create("isthmus-test-arena")
-    os.ftruncate(fd, ARENA)
-    mm = mmap.mmap(fd, ARENA)
-    yield f"/proc/{os.getpid()}/fd/{fd}", mm
-    mm.close()
-    os.close(fd)
 
 
 def _stream(batch: pa.RecordBatch) -> bytes:

@@ -38,7 +38,7 @@ def test_vector_set_is_complete() -> None:
     required = {"hello", "open", "ready", "batch", "result", "result_row_errors", "error",
                 "heartbeat_host", "heartbeat_worker", "close", "bye",
                 "open_shm", "ready_shm", "batch_shm", "result_shm", "release",
-                "open_doorbell", "ready_doorbell", "batch_doorbell"}
+                "open_doorbell", "ready_doorbell", "batch_doorbell", "batch_file"}
     assert required <= names
     bad = {os.path.basename(p)[:-5] for p in INVALID}
     assert {"bad_magic", "unknown_major", "short_envelope", "unknown_kind", "nonzero_reserved"} <= bad
@@ -105,6 +105,14 @@ def test_valid_vector(path: str) -> None:
             assert want["kind"] == "RELEASE"
             assert P.encode_release(regions["offsets"]) == frames[1]
         assert "payload" not in want
+
+    if "file" in want:
+        assert want["kind"] == "BATCH" and env.flags & P.FLAG_SHM and env.flags & P.FLAG_FILE and len(frames) == 2
+        d = P.decode_file_batch(frames[1], arena_size=1 << 40)
+        assert d == P.FileBatch(**want["file"])
+        words = (d.inode, d.size, d.schema_offset, d.schema_length, d.offset, d.length, d.row_offset, d.rows, d.result_offset,
+                 d.result_capacity)
+        assert P.FILE_BATCH.pack(*words) + d.path.encode() == frames[1]
 
     if "mailbox_hex" in want:
         box = bytes.fromhex(want["mailbox_hex"])

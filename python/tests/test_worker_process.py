@@ -236,9 +236,9 @@ def test_hello_document(raw_host: RawHost) -> None:
     assert hello.protocol == "1.1" and hello.helper == "0.1.0" and hello.token == raw_host.token
     assert hello.pid == raw_host.proc.pid and hello.slot == 0  # type: ignore[union-attr]
     assert raw_host.identity == f"w0-{hello.pid}".encode()
-    assert {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "shm", "doorbell"} <= set(hello.capabilities)
+    assert {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "shm", "doorbell", "input_file"} <= set(hello.capabilities)
     assert set(hello.capabilities) <= {"arrow", "pandas", "numpy", "generator", "class", "row_errors", "lz4_frame", "zstd", "shm",
-                                       "doorbell"}
+                                       "doorbell", "input_file"}
 
 
 def test_crash_is_reported_with_signal(write_udf) -> None:  # type: ignore[no-untyped-def]

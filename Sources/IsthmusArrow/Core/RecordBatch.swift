@@ -7,6 +7,9 @@ public struct RecordBatch: Sendable, Equatable {
     public let columns: [ArrayData]
     /// Number of rows.
     public let length: Int
+    /// Where the batch's bytes are in a shared input file, when a reader decoded it from one
+    /// without a copy (PROTOCOL.md §19); kept by `slice`, not part of equality.
+    public var origin: BatchOrigin?
 
     /// A batch; columns must match the schema's fields in number, type and length.
     public init(schema: Schema, columns: [ArrayData], length: Int? = nil) throws {
@@ -38,7 +41,9 @@ public struct RecordBatch: Sendable, Equatable {
     /// Rows `[start, start + count)`; copies nothing.
     public func slice(_ start: Int, _ count: Int) -> RecordBatch {
         // swiftlint:disable:next force_try
-        try! RecordBatch(schema: schema, columns: columns.map { $0.slice(start, count) }, length: count)
+        var part = try! RecordBatch(schema: schema, columns: columns.map { $0.slice(start, count) }, length: count)
+        part.origin = origin?.slice(start, count)
+        return part
     }
 
     /// Total bytes of the buffers the batch spans.
@@ -46,4 +51,9 @@ public struct RecordBatch: Sendable, Equatable {
 
     /// Row `i` as logical values.
     public func row(_ i: Int) -> [ArrowValue] { columns.map { $0.value(at: i) } }
+
+    /// Same schema, columns and length; where the bytes came from does not matter.
+    public static func == (a: RecordBatch, b: RecordBatch) -> Bool {
+        a.schema == b.schema && a.length == b.length && a.columns == b.columns
+    }
 }

@@ -36,6 +36,10 @@ public final class InputFile: ByteSource {
 
     deinit { if owned { close(fd) } }
 
+    /// A share of this regular file for local workers (PROTOCOL.md §19); nil for stdin, a
+    /// pipe, or where the system has no `/proc/<pid>/fd`.
+    public func share() -> SharedInputFile? { owned ? SharedInputFile.make(duplicating: fd) : nil }
+
     /// The underlying descriptor (for polling a live input).
     public var fileDescriptor: Int32 { fd }
 
@@ -96,6 +100,17 @@ public final class MappedPages: @unchecked Sendable {
 
     init(storage: BufferStorage) {
         self.storage = storage
+    }
+
+    /// Bytes `[offset, offset + count)` will be read soon, by this process or another that maps
+    /// the file: the kernel starts reading them in (a worker that maps a message of the file
+    /// then finds it in the page cache instead of waiting for the disk).
+    public func willNeed(_ offset: Int, _ count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Swift.max(0, offset) / page * page
+        let end = Swift.min(storage.count, offset + count)
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: storage.base) + start, end - start, Int32(MADV_WILLNEED))
     }
 
     /// The reader has moved past `offset`.

@@ -20,6 +20,10 @@ public final class IPCStreamReader: BatchReader {
     private var ended = false
     /// The file mapping this reader walks, whose pages it hands back behind itself.
     private var pages: MappedPages?
+    /// Gives batches decoded from a shared input file their origin (nil: none is shared).
+    private var origins: OriginTracker?
+    /// The schema message, for the origin tracker.
+    private let schemaMessage: IPCMessage?
 
     /// A reader over a complete stream in memory (zero-copy). Reads the schema message.
     public init(buffer: Buffer, options: IPCReadOptions = IPCReadOptions()) throws {
@@ -28,7 +32,7 @@ public final class IPCStreamReader: BatchReader {
         framing.finish()
         decoder = IPCDecoder(options: options)
         source = nil
-        schema = try Self.readSchema(&framing, &decoder, nil)
+        (schema, schemaMessage) = try Self.readSchema(&framing, &decoder, nil)
     }
 
     /// A reader that pulls bytes from `source` as it needs them. Blocks until the schema
@@ -37,7 +41,7 @@ public final class IPCStreamReader: BatchReader {
         framing = StreamDecoder(options: options)
         decoder = IPCDecoder(options: options)
         self.source = source
-        schema = try Self.readSchema(&framing, &decoder, source)
+        (schema, schemaMessage) = try Self.readSchema(&framing, &decoder, source)
     }
 
     /// A reader over a file (memory-mapped when possible) or `-` for stdin (incremental).
@@ -52,9 +56,14 @@ public final class IPCStreamReader: BatchReader {
 
     /// A reader over the whole of a regular file, memory-mapped when possible; the pages it
     /// has read past are handed back to the kernel (`MappedPages`).
+    /// Batches decoded without a copy from a mapped file carry their `origin`.
     convenience init(mapping file: InputFile, options: IPCReadOptions) throws {
-        try self.init(buffer: try file.readAll(), options: options)
+        let bytes = try file.readAll()
+        try self.init(buffer: bytes, options: options)
         pages = file.mapping
+        if pages != nil, let schemaMessage {
+            origins = OriginTracker(file: file.share(), storage: bytes.storage, schema: schema, message: schemaMessage)
+        }
     }
 
     /// Custom metadata of the last record batch message read.
@@ -63,7 +72,7 @@ public final class IPCStreamReader: BatchReader {
     /// The dictionary currently bound to `id`.
     public func dictionary(id: Int64) -> ArrayData? { decoder.dictionary(id: id) }
 
-    private static func readSchema(_ framing: inout StreamDecoder, _ decoder: inout IPCDecoder, _ source: ByteSource?) throws -> Schema {
+    private static func readSchema(_ framing: inout StreamDecoder, _ decoder: inout IPCDecoder, _ source: ByteSource?) throws -> (Schema, IPCMessage) {
         while true {
             switch try framing.next() {
             case .needMore(let n):
@@ -75,7 +84,7 @@ public final class IPCStreamReader: BatchReader {
                     throw ArrowError.invalid("expected a schema message first but found \(m.kind)", offset: m.offset)
                 }
                 guard case .schema(let s) = try decoder.decode(m) else { continue }
-                return s
+                return (s, m)
             }
         }
     }
@@ -125,8 +134,10 @@ public final class IPCStreamReader: BatchReader {
                 ended = true
                 return nil
             case .message(let m):
-                if case .recordBatch(let b) = try decoder.decode(m) {
+                if case .recordBatch(var b) = try decoder.decode(m) {
                     pages?.consumed(upTo: framing.position)
+                    b.origin = origins?.origin(of: b, message: m)
+                    if let o = b.origin?.rows { pages?.willNeed(o.messageOffset, o.messageLength) }
                     return b
                 }
             }

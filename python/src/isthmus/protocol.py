@@ -38,7 +38,11 @@ __all__ = [
     "FLAG_LAST",
     "FLAG_ROW_ERRORS",
     "FLAG_SHM",
+    "FLAG_FILE",
     "BATCH_REGIONS",
+    "FILE_BATCH",
+    "FileBatch",
+    "decode_file_batch",
     "RESULT_REGION",
     "ShmOffer",
     "DoorbellOffer",
@@ -104,8 +108,17 @@ FLAG_ROW_ERRORS: Final = 0x02
 #: Flag bit 2 (1.1), BATCH and RESULT: the payload is a region of the shared
 #: arena, described by a fixed binary frame, instead of Arrow IPC frames.
 FLAG_SHM: Final = 0x04
+#: Flag bit 3 (1.1), BATCH only, with FLAG_SHM: the input is a record batch message in one
+#: of the host's input files, which the worker maps itself (section 19).
+FLAG_FILE: Final = 0x08
 #: BATCH descriptor (SHM flag): input offset, input length, result offset, result capacity.
 BATCH_REGIONS: Final = struct.Struct("<QQQQ")
+#: BATCH descriptor (SHM and FILE flags), before the path: inode, file size, schema message
+#: offset and length, record batch message offset and length, row offset, row count, result
+#: offset, result capacity.
+FILE_BATCH: Final = struct.Struct("<QQQQQQQQQQ")
+#: The longest path a FILE descriptor may carry, in bytes.
+MAX_FILE_PATH: Final = 4096
 #: RESULT descriptor (SHM flag): result offset, result length.
 RESULT_REGION: Final = struct.Struct("<QQ")
 #: Values of the ``on_error`` stage option; the first is the default.
@@ -603,6 +616,51 @@ def decode_batch_regions(frame: Any, arena_size: int) -> tuple[int, int, int, in
     if off % 8 or roff % 8:
         raise ProtocolError(f"expected regions aligned to 8 bytes, found offsets {off} and {roff}", "field")
     return off, length, roff, cap
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """Frame 1 of a BATCH with the SHM and FILE flags (section 19)."""
+
+    path: str
+    inode: int
+    size: int
+    schema_offset: int
+    schema_length: int
+    offset: int
+    length: int
+    row_offset: int
+    rows: int
+    result_offset: int
+    result_capacity: int
+
+
+def decode_file_batch(frame: Any, arena_size: int) -> FileBatch:
+    """Frame 1 of a BATCH with the FILE flag, checked: both messages inside the file's
+    stated size, the result region inside the arena, a path of UTF-8 text."""
+    data = bytes(frame)
+    n = len(data)
+    if not FILE_BATCH.size < n <= FILE_BATCH.size + MAX_FILE_PATH:
+        raise ProtocolError(
+            f"expected a {FILE_BATCH.size}-byte file descriptor and a path of 1 to {MAX_FILE_PATH} bytes in frame 1 of BATCH, found {n} bytes",
+            "length",
+        )
+    ino, size, s_off, s_len, off, length, row_off, rows, roff, cap = FILE_BATCH.unpack_from(data)
+    try:
+        path = data[FILE_BATCH.size :].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("expected the input file's path in UTF-8 after the file descriptor, found other bytes", "field") from None
+    for what, o, ln in (("schema message", s_off, s_len), ("record batch message", off, length)):
+        if ln < 8 or o % 8 or o + ln > size:
+            raise ProtocolError(
+                f"expected the {what} at an 8-byte aligned offset inside the {size}-byte input file, found {ln} bytes at offset {o}",
+                "field",
+            )
+    if roff + cap > arena_size or roff % 8:
+        raise ProtocolError(
+            f"expected the result region 8-byte aligned inside the {arena_size}-byte arena, found {cap} bytes at offset {roff}", "field"
+        )
+    return FileBatch(path, ino, size, s_off, s_len, off, length, row_off, rows, roff, cap)
 
 
 #: A mailbox message (section 18.2) holds 1 to this many frames.

@@ -445,6 +445,8 @@ def capabilities() -> list[str]:
         caps.append("shm")
         # BATCHes and their answers through two FIFOs and mailboxes in the arena (section 18).
         caps.append("doorbell")
+        # BATCHes read in place from the host's input file, /proc/<pid>/fd/<fd> (section 19).
+        caps.append("input_file")
     # Arrow IPC body codecs this worker can read in BATCH payloads.
     for codec, cap in (("lz4_frame", "lz4_frame"), ("zstd", "zstd")):
         try:
@@ -630,6 +632,69 @@ class SharedArena:
             return None
 
 
+class InputFiles:
+    """Record batches read in place from the host's input files (section 19).
+
+    The worker maps the record batch message a FILE descriptor names (a window of the file,
+    not the whole file: the mapping counts towards an address-space limit) and keeps the last
+    message it decoded, so the slices the host cut from one message cost one decode. The
+    window is unmapped when nothing refers to its arrays any more. The file is opened again
+    for every new message and must be the inode the host saw, at least as long as the
+    message's end: a descriptor number the host reused for another file cannot hand the worker
+    the wrong bytes, and a file that grew (a log still being written) is still read."""
+
+    def __init__(self) -> None:
+        self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}
+        self._last: tuple[tuple[str, int, int, int], pa.RecordBatch] | None = None
+
+    def read(self, d: P.FileBatch) -> pa.RecordBatch:
+        key = (d.path, d.inode, d.size, d.offset)
+        if self._last is not None and self._last[0] == key:
+            whole = self._last[1]
+        else:
+            self._last = None  # let the previous window go before mapping the next
+            whole = self._decode(d)
+            self._last = (key, whole)
+        if d.row_offset + d.rows > whole.num_rows:
+            raise ProtocolError(
+                f"expected rows {d.row_offset} to {d.row_offset + d.rows} of the {whole.num_rows}-row record batch "
+                f"at offset {d.offset} of {d.path}, found rows beyond it",
+                "field",
+            )
+        return whole.slice(d.row_offset, d.rows)
+
+    def _decode(self, d: P.FileBatch) -> pa.RecordBatch:
+        import mmap
+
+        try:
+            fd = os.open(d.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ProtocolError(f"cannot open the input file {d.path}: {exc.strerror}", "payload") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_ino != d.inode or st.st_size < d.offset + d.length:
+                raise ProtocolError(
+                    f"expected the input file {d.path} to be inode {d.inode} of at least {d.offset + d.length} bytes, "
+                    f"found inode {st.st_ino} of {st.st_size} bytes",
+                    "payload",
+                )
+            skey = (d.path, d.inode, d.size, d.schema_offset)
+            schema = self._schemas.get(skey)
+            if schema is None:
+                schema = pa.ipc.read_schema(pa.py_buffer(os.pread(fd, d.schema_length, d.schema_offset)))
+                self._schemas = {skey: schema}
+            start = d.offset - d.offset % _PAGE
+            # MAP_POPULATE: one call maps the whole message, instead of a page fault per 64 KiB.
+            populate = getattr(mmap, "MAP_POPULATE", 0)
+            window = mmap.mmap(fd, d.offset + d.length - start, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ, offset=start)
+            buf = pa.py_buffer(window).slice(d.offset - start, d.length)
+            return pa.ipc.read_record_batch(buf, schema)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise ProtocolError(f"cannot read the record batch at offset {d.offset} of the input file {d.path}: {exc}", "payload") from None
+        finally:
+            os.close(fd)
+
+
 class _MailboxFrame:
     """One frame of a message read from a mailbox; like a ``zmq.Frame``, its bytes are
     ``.buffer``."""
@@ -779,6 +844,7 @@ class Worker:
         self._rcvtimeo = -1
         self._linger_ms = 1000
         self._arena: SharedArena | None = None
+        self._input_files = InputFiles()
         self._doorbell: Doorbell | None = None
         self._poller: zmq.Poller | None = None
         #: The request mailbox the message being handled came through (None: the socket).
@@ -1139,13 +1205,20 @@ class Worker:
         if env.stage != 0:
             raise ProtocolError(f"expected BATCH for stage 0, found stage {env.stage}", "field")
         region: tuple[int, int] | None = None
+        if env.flags & P.FLAG_FILE and not env.flags & P.FLAG_SHM:
+            raise ProtocolError("expected the SHM flag with the FILE flag of a BATCH (its result region is in the arena), found FILE alone", "field")
         if env.flags & P.FLAG_SHM:
             if self._arena is None:
                 raise ProtocolError("expected BATCH payload frames (this worker mapped no arena), found the SHM flag", "field")
             if len(frames) != 2:
                 raise ProtocolError(f"expected 2 frames in a BATCH with the SHM flag, found {len(frames)}", "frames")
-            offset, length, result_offset, capacity = P.decode_batch_regions(frames[1].buffer, self._arena.size)
-            batch = self._arena.read_batch(offset, length)
+            if env.flags & P.FLAG_FILE:
+                d = P.decode_file_batch(frames[1].buffer, self._arena.size)
+                batch = self._input_files.read(d)
+                result_offset, capacity = d.result_offset, d.result_capacity
+            else:
+                offset, length, result_offset, capacity = P.decode_batch_regions(frames[1].buffer, self._arena.size)
+                batch = self._arena.read_batch(offset, length)
             if capacity:
                 region = (result_offset, capacity)
         else:
