@@ -329,10 +329,10 @@ def build() -> dict[str, dict[str, Any]]:
         "Batch 6 through the arena (flag SHM, 0x04): its IPC stream is the 1208 bytes at offset 1 MiB; the worker may write its result into 64 KiB at offset 1088 KiB.",
         "host", frames, regions=regions,
     )
-    file = {"path": "/proc/4242/fd/9", "inode": 131074, "size": 33554944, "schema_offset": 0, "schema_length": 296,
+    file = {"path": "/proc/4242/fd/9", "device": 64769, "inode": 131074, "size": 33554944, "schema_offset": 0, "schema_length": 296,
             "offset": 296, "length": 1048936, "row_offset": 8192, "rows": 8192, "result_offset": 1114112,
             "result_capacity": 65536}
-    words = [file[k] for k in ("inode", "size", "schema_offset", "schema_length", "offset", "length", "row_offset", "rows",
+    words = [file[k] for k in ("device", "inode", "size", "schema_offset", "schema_length", "offset", "length", "row_offset", "rows",
                                "result_offset", "result_capacity")]
     frames = [env(P.Kind.BATCH, stage=0, attempt=0, sequence=7, flags=P.FLAG_SHM | P.FLAG_FILE),
               P.FILE_BATCH.pack(*words) + file["path"].encode()]

@@ -50,7 +50,7 @@ public struct PythonStageOptions: Sendable, Equatable {
     /// Size of the shared-memory arena local workers map (0: batches travel as frames).
     public var sharedMemoryBytes: Int = 256 << 20
     /// Whether local workers may read batches in place from the input file (PROTOCOL.md §19).
-    public var shareInputFiles = true
+    public var shareInputFiles: PoolConfiguration.InputSharing = .auto
     /// Online stages: how long a caller polls for its answer before it sleeps (seconds; nil =
     /// 300 µs while a CPU is left over, 0 = never; see `SpinPolicy`).
     public var spinWait: Double?

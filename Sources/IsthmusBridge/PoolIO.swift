@@ -564,7 +564,7 @@ final class PoolIO: @unchecked Sendable {
             }
         }
         s.doorbellOffered = open.doorbell != nil
-        s.inputFiles = open.shm != nil && configuration.shareInputFiles && hello.capabilities?.contains("input_file") == true
+        s.inputFiles = open.shm != nil && configuration.shareInputFiles == .on && hello.capabilities?.contains("input_file") == true
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
 
@@ -748,15 +748,41 @@ final class PoolIO: @unchecked Sendable {
         switch report.kind {
         case "schema":
             fail(BridgeError(.schemaMismatch, "\(place): \(message)", detail: detail))
+        case "protocol" where batch.map(sentAsFileRange) == true:
+            // A worker that cannot open, map or decode the input file (§19.2): it gets copies
+            // in the arena from now on, and the batch is resent; nothing fails.
+            if s.inputFiles {
+                configuration.log("isthmus: worker \(s.index) cannot read the input file (\(message)); its batches are copied into the arena from now on")
+                s.inputFiles = false
+            }
+            resend(envelope.sequence, of: s)
         case "protocol":
-            // A batch that was a range of the input file (§19) has a way around a worker that
-            // cannot open or map that file: copying batches into the arena.
-            let way = batch?.origin != nil && s.inputFiles ? " (to copy batches instead of sharing the input file: --no-share-input)" : ""
-            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)\(way)", detail: detail))
+            fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)", detail: detail))
         case "oom":
             fail(BridgeError(.workerFailed, "\(place): the worker ran out of memory (\(exc)\(message)) under its memory limit", detail: detail))
         default:
             fail(BridgeError(.userError, "\(place): the function raised \(exc)\(message)", detail: detail, retryable: report.retryable ?? false))
+        }
+    }
+
+    /// Whether the batch's current attempt went to its worker as a range of the input file (§19):
+    /// offered regions, but none of them its input.
+    private func sentAsFileRange(_ b: PendingBatch) -> Bool {
+        b.origin != nil && b.offered != nil && b.region == nil
+    }
+
+    /// Takes a batch its worker answered without a result back into the queue, as a new attempt.
+    private func resend(_ sequence: UInt64, of s: Slot) {
+        guard let i = s.inFlight.firstIndex(where: { $0.sequence == sequence }) else { return }
+        var b = s.inFlight.remove(at: i)
+        b.resultRegion = nil
+        b.offered = nil
+        b.doorbellSlot = nil
+        b.attempt += 1
+        insertQueue(b)
+        shared.locked {
+            shared.stats.inFlight -= 1
+            shared.stats.retries += 1
         }
     }
 
@@ -946,6 +972,13 @@ final class PoolIO: @unchecked Sendable {
             if batch.sentAt == 0 { batch.sentAt = t }
             batch.dispatchedAt = t
             let head: [[UInt8]], payload: [Buffer]
+            if s.shm, !s.inputFiles, batch.region == nil, batch.origin != nil, let arena, let lease = arena.lease(batch.payloadBytes) {
+                // A range of the input file for a worker that cannot map it (it did not announce
+                // `input_file`, or it failed to read the file): the arena copy submit skipped.
+                _ = lease.fill(with: batch.payload)
+                batch.payload = [lease.buffer(count: batch.payloadBytes)]
+                batch.region = lease
+            }
             if s.shm, batch.region != nil || (s.inputFiles && batch.origin != nil), let arena {
                 // Only descriptors travel: the batch is already in the arena, or in the input
                 // file the worker maps; the worker may write its result into a region of the

@@ -19,16 +19,17 @@ public enum RegionDescriptors {
         public var encoded: [UInt8] { words([inputOffset, inputLength, resultOffset, resultCapacity]) }
     }
 
-    /// Frame 1 of a BATCH with the SHM and FILE flags (§19): ten words (the input file's
-    /// inode and size, its schema message, the record batch message, the rows of that message
-    /// the batch is, the result region), then the path the worker opens, in UTF-8.
+    /// Frame 1 of a BATCH with the SHM and FILE flags (§19): eleven words (the input file's
+    /// device, inode and size, its schema message, the record batch message, the rows of that
+    /// message the batch is, the result region), then the path the worker opens, in UTF-8.
     public struct FileBatch: Equatable, Sendable {
         public var path: String
-        public var inode: UInt64, fileSize: Int
+        public var device: UInt64, inode: UInt64, fileSize: Int
         public var rows: MessageRows
         public var resultOffset: Int, resultCapacity: Int
-        public init(path: String, inode: UInt64, fileSize: Int, rows: MessageRows, resultOffset: Int, resultCapacity: Int) {
+        public init(path: String, device: UInt64, inode: UInt64, fileSize: Int, rows: MessageRows, resultOffset: Int, resultCapacity: Int) {
             self.path = path
+            self.device = device
             self.inode = inode
             self.fileSize = fileSize
             self.rows = rows
@@ -36,14 +37,14 @@ public enum RegionDescriptors {
             self.resultCapacity = resultCapacity
         }
         public init(origin o: BatchOrigin, resultOffset: Int, resultCapacity: Int) {
-            self.init(path: o.file.path, inode: o.file.inode, fileSize: o.file.size, rows: o.rows,
+            self.init(path: o.file.path, device: o.file.device, inode: o.file.inode, fileSize: o.file.size, rows: o.rows,
                       resultOffset: resultOffset, resultCapacity: resultCapacity)
         }
         /// Bytes before the path.
-        public static let size = 80
+        public static let size = 88
         public var encoded: [UInt8] {
             let r = rows
-            return words([Int(truncatingIfNeeded: inode), fileSize, r.schemaOffset, r.schemaLength, r.messageOffset, r.messageLength,
+            return words([Int(truncatingIfNeeded: device), Int(truncatingIfNeeded: inode), fileSize, r.schemaOffset, r.schemaLength, r.messageOffset, r.messageLength,
                           r.rowOffset, r.rowCount, resultOffset, resultCapacity]) + Array(path.utf8)
         }
     }

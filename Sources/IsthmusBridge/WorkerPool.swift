@@ -35,6 +35,9 @@ public final class WorkerPool: @unchecked Sendable {
     /// Starts the workers and waits until every one is READY.
     /// Throws `BridgeError` (`.startup`, `.versionMismatch`) when they cannot start.
     public init(_ configuration: PoolConfiguration) throws {
+        var configuration = configuration
+        configuration.shareInputFiles = configuration.shareInputFiles.resolved(workers: configuration.workers, cpus: SpinPolicy.allowedCPUs(),
+                                                                                memoryLimit: configuration.workerMemoryLimit)
         self.configuration = configuration
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw BridgeError(.startup, "cannot create a wake-up pipe: \(String(cString: strerror(errno)))") }
@@ -131,7 +134,9 @@ public final class WorkerPool: @unchecked Sendable {
         var region: ArenaLease?
         // A batch that is a range of a shared input file needs no copy at all: a worker that
         // maps the file reads it there (§19); any other worker gets the frames.
-        let origin = configuration.shareInputFiles && arena != nil && bytes >= configuration.sharedMemoryThreshold ? batch.origin : nil
+        // A message much larger than the batch is not shared: each worker would map all of it.
+        let origin = configuration.shareInputFiles == .on && bytes >= configuration.sharedMemoryThreshold
+            && (batch.origin?.rows.messageLength ?? .max) <= (arena?.size ?? 0) / 8 ? batch.origin : nil
         if origin == nil, let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {
             _ = lease.fill(with: payload)
             payload = [lease.buffer(count: bytes)]

@@ -73,8 +73,8 @@ struct RunCommand: ParsableCommand {
     var insecure = false
     @Option(name: .long, help: "Size of the shared-memory arena local workers map to exchange batches without socket copies (sparse: only regions in use take memory); 0 sends every batch as frames over ZeroMQ.")
     var shmArena: String = "256Mi"
-    @Flag(name: .long, help: "Copy every batch into the arena, even one local workers could read in place from an uncompressed Arrow IPC stream input file.")
-    var noShareInput = false
+    @Option(name: .long, help: "Whether local workers read batches in place from an uncompressed Arrow IPC stream input file instead of a copy in the arena: auto (when the workers leave the host no CPU of its own), on, off.")
+    var shareInput: String = "auto"
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"
 
@@ -102,7 +102,10 @@ struct RunCommand: ParsableCommand {
         options.keepInput = keepInput
         options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes")
         options.sharedMemoryBytes = try parseArenaSize(shmArena)
-        options.shareInputFiles = !noShareInput
+        guard let sharing = PoolConfiguration.InputSharing(rawValue: shareInput) else {
+            throw CLIFailure.usage("--share-input: expected auto, on or off but found '\(shareInput)'")
+        }
+        options.shareInputFiles = sharing
         if let workerMemoryLimit { options.workerMemoryLimit = try parseSize(workerMemoryLimit, flag: "--worker-memory-limit") }
         if let key { options.partitioning = .hash(key: key) }
         for pair in env {
@@ -149,7 +152,9 @@ struct RunCommand: ParsableCommand {
         if input == "-" && inputFormat == nil { throw CLIFailure.usage("--input -: expected --from FORMAT for stdin") }
 
         let live = input == "-" || output == "-"
-        var pipeline = Pipeline(reading: input, format: inputFormat, options: RunFormats.readOptions())
+        var readOptions = RunFormats.readOptions()
+        readOptions.trackOrigins = options.shareInputFiles != .off
+        var pipeline = Pipeline(reading: input, format: inputFormat, options: readOptions)
         pipeline.log = { note($0) }
         if let select {
             pipeline = pipeline.select(select.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })

@@ -20,12 +20,18 @@ struct BatchOriginTests {
                          "s": try .build(.utf8, (start..<start + n).map { $0 % 5 == 0 ? .null : .string("r\($0)") })])
     }
 
+    static let tracking: IPCReadOptions = {
+        var o = IPCReadOptions(codecs: BodyCodecs.system)
+        o.trackOrigins = true
+        return o
+    }()
+
     @Test("a mapped stream's batches name their message, slices their rows, and the file stays open while they live")
     func origins() throws {
         let (path, bytes) = try Self.stream([try Self.batch(0, 100), try Self.batch(100, 50)], tag: "origin")
         var batches: [RecordBatch] = []
         do {
-            let reader = try IPCStreamReader(path: path)
+            let reader = try IPCStreamReader(path: path, options: Self.tracking)
             while let b = try reader.next() { batches.append(b) }
         }
         let origins = batches.compactMap { $0.origin?.rows }
@@ -58,16 +64,25 @@ struct BatchOriginTests {
     @Test("compressed bodies, dictionaries and non-file inputs give no origin")
     func noOrigin() throws {
         let (compressed, _) = try Self.stream([try Self.batch(0, 10)], options: IPCWriteOptions(compression: LZ4FrameCodec()), tag: "origin-lz4")
-        let lz4 = try IPCStreamReader(path: compressed, options: IPCReadOptions(codecs: BodyCodecs.system))
+        let lz4 = try IPCStreamReader(path: compressed, options: Self.tracking)
         #expect(try lz4.next()?.origin == nil)
+        // Incompressible values are stored as they are (length -1) in a compressed body: views
+        // of the file, but a worker would still need the codec. No origin either.
+        var g = SystemRandomNumberGenerator()
+        let noise = try RecordBatch(["f": .float64((0..<4096).map { _ in Double.random(in: -1...1, using: &g) })])
+        let (raw, _) = try Self.stream([noise], options: IPCWriteOptions(compression: LZ4FrameCodec()), tag: "origin-raw")
+        let stored = try #require(try IPCStreamReader(path: raw, options: Self.tracking).next())
+        #expect(stored.origin == nil && stored == noise)
 
         let dict = try RecordBatch(["d": try .build(.dictionary(index: .int8, value: .utf8, ordered: false), [.string("a"), .string("b")])])
         let (dictPath, _) = try Self.stream([dict], tag: "origin-dict")
-        #expect(try IPCStreamReader(path: dictPath).next()?.origin == nil)
+        #expect(try IPCStreamReader(path: dictPath, options: Self.tracking).next()?.origin == nil)
 
         let (plain, bytes) = try Self.stream([try Self.batch(0, 10)], tag: "origin-buffer")
-        #expect(try IPCStreamReader(path: plain).next()?.origin != nil)
-        let inMemory = try IPCStreamReader(buffer: IPCTestSupport.buffer(bytes))
+        #expect(try IPCStreamReader(path: plain, options: Self.tracking).next()?.origin != nil)
+        // Not asked for (the default): no origin, no descriptor held.
+        #expect(try IPCStreamReader(path: plain).next()?.origin == nil)
+        let inMemory = try IPCStreamReader(buffer: IPCTestSupport.buffer(bytes), options: Self.tracking)
         #expect(try inMemory.next()?.origin == nil)
         #expect(try Self.batch(0, 3).origin == nil)
     }

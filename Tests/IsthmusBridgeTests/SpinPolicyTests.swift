@@ -2,7 +2,8 @@ import Foundation
 import Testing
 @testable import IsthmusBridge
 
-/// When a waiting caller may poll for its doorbell answer instead of sleeping.
+/// When a waiting caller may poll for its doorbell answer instead of sleeping, and when input
+/// files are shared: both depend on whether the workers leave the host a CPU.
 @Suite("doorbell spin policy")
 struct SpinPolicyTests {
     @Test("polls only while a CPU is left over for it", arguments: [
@@ -29,5 +30,16 @@ struct SpinPolicyTests {
         #expect(SpinPolicy.quotaCPUs(cpuMax: "150000 100000") == 2)
         #expect(SpinPolicy.quotaCPUs(cpuMax: "50000 100000") == 1)
         #expect(SpinPolicy.quotaCPUs(cpuMax: "garbage") == nil)
+    }
+
+    @Test("input files are shared by default only when the workers leave the host no CPU of its own",
+          arguments: [(1, 2, false), (2, 2, true), (3, 2, true), (1, 1, true), (2, 4, false), (3, 4, false), (4, 4, true), (8, 16, false)])
+    func inputSharing(_ c: (Int, Int, Bool)) {
+        #expect(PoolConfiguration.InputSharing.auto.resolved(workers: c.0, cpus: c.1) == (c.2 ? .on : .off))
+        #expect(PoolConfiguration.InputSharing.on.resolved(workers: c.0, cpus: c.1) == .on)
+        #expect(PoolConfiguration.InputSharing.off.resolved(workers: c.0, cpus: c.1) == .off)
+        // Under a worker memory limit the file's mapping would count against it: auto copies.
+        #expect(PoolConfiguration.InputSharing.auto.resolved(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .off)
+        #expect(PoolConfiguration.InputSharing.on.resolved(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .on)
     }
 }

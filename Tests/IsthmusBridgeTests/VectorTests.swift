@@ -95,7 +95,8 @@ struct VectorTests {
                 let rows = MessageRows(schemaOffset: f["schema_offset"] as! Int, schemaLength: f["schema_length"] as! Int,
                                        messageOffset: f["offset"] as! Int, messageLength: f["length"] as! Int,
                                        rowOffset: f["row_offset"] as! Int, rowCount: f["rows"] as! Int)
-                let d = RegionDescriptors.FileBatch(path: f["path"] as! String, inode: UInt64(f["inode"] as! Int), fileSize: f["size"] as! Int,
+                let d = RegionDescriptors.FileBatch(path: f["path"] as! String, device: UInt64(f["device"] as! Int),
+                                                    inode: UInt64(f["inode"] as! Int), fileSize: f["size"] as! Int,
                                                     rows: rows, resultOffset: f["result_offset"] as! Int, resultCapacity: f["result_capacity"] as! Int)
                 #expect(d.encoded == frames[1], "\(name)")
                 #expect(frames.count == 2 && env.flags & Envelope.shmFlag != 0, "\(name): FILE comes with SHM")

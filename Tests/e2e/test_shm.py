@@ -3,11 +3,14 @@ real workers. Every run checks its output values and, through --stats, which pat
 batches took.
 
 The inputs here are Arrow IPC stream files, which workers would read in place (section 19);
-the tests of the arena's input regions run with --no-share-input, so that their batches are
-copied into the arena, and the tests of section 19 at the end of the file say share=True."""
+the tests of the arena's input regions run with --share-input off, so that their batches are
+copied into the arena, and the tests of section 19 at the end of the file say share="on"
+(--share-input on: the default, auto, shares only when the workers leave the host no CPU)."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +23,13 @@ from test_run import w1, write_stream
 
 
 def run(tmp_path, name: str, fn: str, rows: int, *extra: str, batch_rows: int = 8192, workers: int = 2,
-        env: dict[str, str] | None = None, share: bool = False, src=None):
+        env: dict[str, str] | None = None, share: str | None = "off", src=None):
     if src is None:
         src = tmp_path / f"{name}-in.arrows"
         if not src.exists():
             write_stream(src, w1(rows))
     out, stats = tmp_path / f"{name}.arrows", tmp_path / f"{name}.json"
-    share_flag = [] if share else ["--no-share-input"]
+    share_flag = ["--share-input", share] if share else []
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", fn, "--workers", str(workers),
                 "--batch-rows", str(batch_rows), "--stats", str(stats), "--no-progress", *share_flag, *extra, env=env or {})
     assert r.returncode == 0, r.stderr.decode()
@@ -150,7 +153,7 @@ def evil_run(tmp_path, output: str, *extra: str, **env: str):
     write_stream(src, w1(EVIL_ROWS))
     out = tmp_path / output
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('arena_evil.py')}:strings",
-                "--no-progress", "--no-share-input", *extra, env=env)
+                "--no-progress", "--share-input", "off", *extra, env=env)
     return r, out
 
 
@@ -257,7 +260,7 @@ def test_batches_are_read_in_place_from_the_input_file(tmp_path):
     n = 100_000
     src = tmp_path / "messages.arrows"
     write_stream(src, w1(n), max_chunksize=16384)
-    table, stage, _ = run(tmp_path, "file", f"{udf('basic.py')}:linear", n, src=src, share=True)
+    table, stage, _ = run(tmp_path, "file", f"{udf('basic.py')}:linear", n, src=src, share="on")
     assert table.column("y").to_pylist() == expected_linear(n)
     assert stage["batches_in"] == 13
     assert stage["file_batches"] == stage["shm_batches"] == stage["shm_results"] == 12
@@ -275,7 +278,7 @@ def test_batches_cut_across_messages_are_copied_into_the_arena(tmp_path):
     n = 60_000
     src = tmp_path / "odd.arrows"
     write_stream(src, w1(n), max_chunksize=4096)
-    table, stage, _ = run(tmp_path, "odd", f"{udf('basic.py')}:linear", n, src=src, share=True, batch_rows=3000)
+    table, stage, _ = run(tmp_path, "odd", f"{udf('basic.py')}:linear", n, src=src, share="on", batch_rows=3000)
     assert table.column("y").to_pylist() == expected_linear(n)
     assert 0 < stage["file_batches"] < stage["shm_batches"] == stage["batches_in"] == 20
 
@@ -286,14 +289,14 @@ def test_compressed_inputs_are_copied_not_shared(tmp_path):
     t = w1(n)
     with ipc.new_stream(str(src), t.schema, options=ipc.IpcWriteOptions(compression="lz4")) as w:
         w.write_table(t, max_chunksize=8192)
-    table, stage, _ = run(tmp_path, "lz4", f"{udf('basic.py')}:linear", n, src=src, share=True)
+    table, stage, _ = run(tmp_path, "lz4", f"{udf('basic.py')}:linear", n, src=src, share="on")
     assert table.column("y").to_pylist() == expected_linear(n)
     assert stage["file_batches"] == 0 and stage["shm_batches"] == stage["batches_in"] - 1
 
 
 def test_a_worker_dying_with_file_batches_in_flight_loses_nothing(tmp_path):
     n = 100_000
-    table, stage, err = run(tmp_path, "fexit", f"{udf('doorbell_evil.py')}:linear", n, "--credits", "8", share=True,
+    table, stage, err = run(tmp_path, "fexit", f"{udf('doorbell_evil.py')}:linear", n, "--credits", "8", share="on",
                             batch_rows=4096, workers=1, env={"DOORBELL_EVIL": "exit", "DOORBELL_EVIL_FLAG": str(tmp_path / "flag")})
     assert len(stage["restarts"]) == 1 and "exited with code 3" in stage["restarts"][0]
     assert "restarting it and resending 8 batches" in err
@@ -301,21 +304,45 @@ def test_a_worker_dying_with_file_batches_in_flight_loses_nothing(tmp_path):
     assert stage["file_batches"] > stage["batches_in"] - 1  # the resent ones were ranges of the file again
 
 
-def test_a_worker_that_cannot_read_the_input_file_fails_the_run_with_the_way_out(tmp_path):
+def test_a_worker_that_cannot_read_the_input_file_gets_copies_instead(tmp_path):
+    # Its first FILE batches are refused (ERROR kind protocol, as a worker in another mount
+    # namespace would answer): the host says so once, resends them, and copies from then on.
+    n = 50_000
+    table, stage, err = run(tmp_path, "refuse", f"{udf('input_file_evil.py')}:linear", n, share="on", workers=1)
+    assert table.column("y").to_pylist() == expected_linear(n)
+    said = [l for l in err.splitlines() if "cannot read the input file" in l]
+    assert len(said) == 1, err
+    assert "worker 0 cannot read the input file (cannot open the input file /proc/" in said[0]
+    assert "Permission denied); its batches are copied into the arena from now on" in said[0]
+    assert stage["retries"] >= 1 and not stage["restarts"]
+    assert stage["shm_batches"] >= stage["batches_in"] - 1
+
+
+def test_a_worker_without_the_capability_gets_copies_in_the_arena(tmp_path):
+    # An older helper that speaks shm but not input_file: the host copies the batches it
+    # would have shared into the arena when it sends them, not as frames.
+    n = 50_000
+    site = str(Path(udf("basic.py")).parent / "no_input_file")
+    table, stage, _ = run(tmp_path, "old", f"{udf('basic.py')}:linear", n, "--env", f"PYTHONPATH={site}", share="on")
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["file_batches"] == 0
+    assert stage["shm_batches"] == stage["doorbell_batches"] - 1 == stage["batches_in"] - 1
+
+
+def test_share_input_auto_follows_the_cpus_and_bad_values_are_usage_errors(tmp_path):
+    # auto shares when the workers leave the host no CPU of its own: with as many workers as
+    # CPUs it shares; one worker on three CPUs or more leaves the host one, and it copies.
+    cpus = len(os.sched_getaffinity(0))
+    n = 50_000
+    table, stage, _ = run(tmp_path, "auto-many", f"{udf('basic.py')}:linear", n, "--share-input", "auto", workers=cpus, share=None)
+    assert table.column("y").to_pylist() == expected_linear(n) and stage["file_batches"] > 0
+    if cpus > 2:
+        table, stage, _ = run(tmp_path, "auto-one", f"{udf('basic.py')}:linear", n, "--share-input", "auto", workers=1, share=None)
+        assert table.column("y").to_pylist() == expected_linear(n) and stage["file_batches"] == 0
     src = tmp_path / "in.arrows"
-    write_stream(src, w1(50_000))
-    out = tmp_path / "o.arrows"
-    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_evil.py')}:linear",
-                "--workers", "1", "--no-progress")
-    err = r.stderr.decode()
-    assert r.returncode == 1, err
-    lines = [l for l in err.splitlines() if l.startswith("error: ")]
-    assert len(lines) == 1, err
-    assert "the worker rejected a message from the host: cannot open the input file /proc/" in lines[0]
-    assert "Permission denied" in lines[0] and "--no-share-input" in lines[0]
-    assert not out.exists()
-    # The way out works.
-    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_evil.py')}:linear",
-                "--workers", "1", "--no-progress", "--no-share-input")
-    assert r.returncode == 0, r.stderr.decode()
-    assert ipc.open_stream(str(out)).read_all().column("y").to_pylist() == expected_linear(50_000)
+    write_stream(src, w1(10))
+    r = run_cli("run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('basic.py')}:linear",
+                "--share-input", "sometimes")
+    assert r.returncode == 2
+    assert "--share-input: expected auto, on or off but found 'sometimes'" in r.stderr.decode()
+    assert not (tmp_path / "o.arrows").exists()

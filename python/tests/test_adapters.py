@@ -140,3 +140,24 @@ def test_combine() -> None:
     assert combine([a], a.schema) is a
     assert combine([a, b], a.schema).to_pydict() == {"x": [1, 2, 3]}
     assert combine([], a.schema).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "declared"),
+    [
+        (np.array([1.5, -2.0, 0.0]), None),
+        (np.array([1.5, np.nan, 3.0]), None),  # NaN is null, as pa.array(..., from_pandas=True) makes it
+        (np.array([np.nan, np.nan]), None),
+        (np.array([1.5, 2.5], dtype=np.float32), None),
+        (np.arange(10.0)[::3], None),  # strided
+        (np.array([1.5, 2.5]), pa.float32()),  # declared narrower: converted, not taken as is
+        (np.array([1.5, np.nan]), pa.float64()),
+        (np.array([], dtype=np.float64), None),
+    ],
+)
+def test_numpy_float_results_are_what_from_pandas_makes(values, declared) -> None:  # type: ignore[no-untyped-def]
+    schema = pa.schema([("y", declared)]) if declared is not None else None
+    got = OutputNormalizer("s", schema)({"y": values})[0].column(0)
+    want = pa.array(values, type=declared, from_pandas=True)
+    assert got.type == want.type and got.null_count == want.null_count
+    assert got.equals(want)

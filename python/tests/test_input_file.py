@@ -47,14 +47,14 @@ def write_stream(path: Path, batches: list[pa.RecordBatch]) -> list[tuple[int, i
 
 
 def descriptor(path: Path, spans: list[tuple[int, int]], message: int, row_offset: int, rows: int, *,
-               result: tuple[int, int] = (0, 0), inode: int | None = None) -> P.FileBatch:
+               result: tuple[int, int] = (0, 0), inode: int | None = None, device: int | None = None) -> P.FileBatch:
     st = os.stat(path)
-    return P.FileBatch(str(path), st.st_ino if inode is None else inode, st.st_size, *spans[0], *spans[message],
-                       row_offset, rows, *result)
+    return P.FileBatch(str(path), st.st_dev if device is None else device, st.st_ino if inode is None else inode, st.st_size,
+                       *spans[0], *spans[message], row_offset, rows, *result)
 
 
 def encode(d: P.FileBatch) -> bytes:
-    return P.FILE_BATCH.pack(d.inode, d.size, d.schema_offset, d.schema_length, d.offset, d.length, d.row_offset, d.rows,
+    return P.FILE_BATCH.pack(d.device, d.inode, d.size, d.schema_offset, d.schema_length, d.offset, d.length, d.row_offset, d.rows,
                              d.result_offset, d.result_capacity) + d.path.encode()
 
 
@@ -91,17 +91,20 @@ def test_slices_of_one_message_are_read_in_place_with_one_decode(two_batches) ->
 def test_a_file_that_is_not_the_one_the_host_saw_is_refused(two_batches, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, spans = two_batches
     files = InputFiles()
-    with pytest.raises(ProtocolError, match=r"expected the input file .* to be inode 12345 of at least \d+ bytes, found inode"):
+    with pytest.raises(ProtocolError, match=r"expected the input file .* to be inode 12345 of device \d+, at least \d+ bytes long, found inode"):
         files.read(descriptor(path, spans, 1, 0, 10, inode=12345))
+    st = os.stat(path)
+    with pytest.raises(ProtocolError, match=f"to be inode {st.st_ino} of device {st.st_dev + 1},"):
+        files.read(descriptor(path, spans, 1, 0, 10, device=st.st_dev + 1))
     with pytest.raises(ProtocolError, match="cannot open the input file .*missing.arrows: No such file"):
-        files.read(P.FileBatch(str(tmp_path / "missing.arrows"), 1, 4096, 0, 64, 64, 64, 0, 1, 0, 0))
+        files.read(P.FileBatch(str(tmp_path / "missing.arrows"), 1, 1, 4096, 0, 64, 64, 64, 0, 1, 0, 0))
     with pytest.raises(ProtocolError, match=r"expected rows 900 to 1100 of the 1000-row record batch"):
         files.read(descriptor(path, spans, 1, 900, 200))
     # A shorter file than the message's end (truncated after the host read it).
     d = descriptor(path, spans, 2, 0, 10)
     with open(path, "r+b") as f:
         f.truncate(spans[2][0] + 16)
-    with pytest.raises(ProtocolError, match=r"of at least \d+ bytes, found inode \d+ of \d+ bytes"):
+    with pytest.raises(ProtocolError, match=r"at least \d+ bytes long, found inode \d+ of device \d+, \d+ bytes"):
         files.read(d)
 
 
@@ -143,9 +146,9 @@ def test_descriptor_framing(two_batches) -> None:  # type: ignore[no-untyped-def
     path, spans = two_batches
     good = encode(descriptor(path, spans, 1, 0, 10))
     assert P.decode_file_batch(good, ARENA) == descriptor(path, spans, 1, 0, 10)
-    with pytest.raises(ProtocolError, match="80-byte file descriptor and a path of 1 to 4096 bytes"):
+    with pytest.raises(ProtocolError, match="88-byte file descriptor and a path of 1 to 4096 bytes"):
         P.decode_file_batch(good[: P.FILE_BATCH.size], ARENA)
-    with pytest.raises(ProtocolError, match="80-byte file descriptor and a path of 1 to 4096 bytes"):
+    with pytest.raises(ProtocolError, match="88-byte file descriptor and a path of 1 to 4096 bytes"):
         P.decode_file_batch(good + b"x" * 4096, ARENA)
     with pytest.raises(ProtocolError, match="path in UTF-8"):
         P.decode_file_batch(good[: P.FILE_BATCH.size] + b"\xff\xfe", ARENA)
@@ -185,7 +188,7 @@ def test_worker_answers_file_batches(raw_host: RawHost, write_udf, arena_file, t
     # FILE without SHM, and a file the worker cannot open: protocol errors, and it goes on.
     for seq, flags, frame, fragment in (
         (3, P.FLAG_FILE, encode(descriptor(path, spans, 1, 0, 7)), "expected the SHM flag with the FILE flag"),
-        (4, file_flags, encode(P.FileBatch("/nonexistent/in.arrows", 1, 4096, 0, 64, 64, 64, 0, 1, 0, 0)), "cannot open the input file"),
+        (4, file_flags, encode(P.FileBatch("/nonexistent/in.arrows", 1, 1, 4096, 0, 64, 64, 64, 0, 1, 0, 0)), "cannot open the input file"),
     ):
         raw_host.send(P.encode_envelope(P.Kind.BATCH, stage=0, sequence=seq, flags=flags), frame)
         env, rest = raw_host.recv()

@@ -110,7 +110,7 @@ def test_valid_vector(path: str) -> None:
         assert want["kind"] == "BATCH" and env.flags & P.FLAG_SHM and env.flags & P.FLAG_FILE and len(frames) == 2
         d = P.decode_file_batch(frames[1], arena_size=1 << 40)
         assert d == P.FileBatch(**want["file"])
-        words = (d.inode, d.size, d.schema_offset, d.schema_length, d.offset, d.length, d.row_offset, d.rows, d.result_offset,
+        words = (d.device, d.inode, d.size, d.schema_offset, d.schema_length, d.offset, d.length, d.row_offset, d.rows, d.result_offset,
                  d.result_capacity)
         assert P.FILE_BATCH.pack(*words) + d.path.encode() == frames[1]
 

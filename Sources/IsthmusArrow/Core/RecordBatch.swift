@@ -9,7 +9,7 @@ public struct RecordBatch: Sendable, Equatable {
     public let length: Int
     /// Where the batch's bytes are in a shared input file, when a reader decoded it from one
     /// without a copy (PROTOCOL.md §19); kept by `slice`, not part of equality.
-    public var origin: BatchOrigin?
+    public internal(set) var origin: BatchOrigin?
 
     /// A batch; columns must match the schema's fields in number, type and length.
     public init(schema: Schema, columns: [ArrayData], length: Int? = nil) throws {

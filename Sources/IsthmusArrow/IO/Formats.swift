@@ -18,6 +18,9 @@ public struct ReadOptions: Sendable {
     /// Body codecs for compressed Arrow IPC inputs (LZ4 frame, ZSTD). IsthmusArrow has none of
     /// its own (it calls no C); pass `BodyCodecs.system` from IsthmusCompression.
     public var codecs: [any BodyCodec] = []
+    /// Arrow IPC stream files: give batches their place in the file, for local workers that
+    /// read them in place (`IPCReadOptions.trackOrigins`, PROTOCOL.md §19).
+    public var trackOrigins = false
 
     /// Defaults: header on, comma, inference over 1000 rows.
     public init() {}
@@ -105,7 +108,7 @@ public enum Formats {
         case .jsonl:
             return try JSONLinesReader(source: source, options: options.jsonLines)
         case .arrows:
-            reader = try IPCDispatch.streamReader(source: source, file: file, codecs: options.codecs)
+            reader = try IPCDispatch.streamReader(source: source, file: file, codecs: options.codecs, trackOrigins: options.trackOrigins)
         case .arrow:
             reader = try IPCDispatch.fileReader(source: source, file: file, codecs: options.codecs)
         }

@@ -2,8 +2,9 @@
 enum IPCDispatch {
     /// A stream reader: zero-copy over a memory-mapped regular file, incremental over a live
     /// source (stdin, a pipe) so that batches flow as they arrive.
-    static func streamReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec]) throws -> BatchReader {
-        let options = IPCReadOptions(codecs: codecs)
+    static func streamReader(source: ByteSource, file: InputFile?, codecs: [any BodyCodec], trackOrigins: Bool = false) throws -> BatchReader {
+        var options = IPCReadOptions(codecs: codecs)
+        options.trackOrigins = trackOrigins
         if let file, file === source as AnyObject, file.path != "-", !file.isLive {
             return try IPCStreamReader(mapping: file, options: options)
         }

@@ -16,8 +16,8 @@ public final class SharedInputFile: @unchecked Sendable {
     // @unchecked: every stored property is immutable.
     /// What a worker opens: the host's descriptor under `/proc`.
     public let path: String
-    /// The file's size and inode when it was opened; the worker checks both.
-    public let size: Int, inode: UInt64
+    /// The file's size, device and inode when it was opened; the worker checks them.
+    public let size: Int, device: UInt64, inode: UInt64
     private let fd: Int32
 
     /// A share of the open file `fd` (a descriptor of its own, close-on-exec), or nil where
@@ -28,15 +28,17 @@ public final class SharedInputFile: @unchecked Sendable {
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
         guard copy >= 0 else { return nil }
-        return SharedInputFile(path: "/proc/\(getpid())/fd/\(copy)", size: Int(st.st_size), inode: UInt64(st.st_ino), fd: copy)
+        return SharedInputFile(path: "/proc/\(getpid())/fd/\(copy)", size: Int(st.st_size), device: UInt64(st.st_dev),
+                               inode: UInt64(st.st_ino), fd: copy)
         #else
         return nil
         #endif
     }
 
-    private init(path: String, size: Int, inode: UInt64, fd: Int32) {
+    private init(path: String, size: Int, device: UInt64, inode: UInt64, fd: Int32) {
         self.path = path
         self.size = size
+        self.device = device
         self.inode = inode
         self.fd = fd
     }
@@ -99,11 +101,14 @@ struct OriginTracker {
         schemaLength = message.bodyOffset + message.body.count - message.offset
     }
 
-    /// The origin of `batch`, decoded from `message`, when every buffer of it is a view of the
-    /// mapping (so the worker decodes the same bytes to the same values: no decompression, no
-    /// copy) and the message has the continuation marker at an offset that is a multiple of 8.
+    /// The origin of `batch`, decoded from `message`, when the message is not compressed (a
+    /// compressed body may still store a buffer as it is, which a worker would need the codec to
+    /// read), every buffer of the batch is a view of the mapping (so the worker decodes the same
+    /// bytes to the same values) and the message has the continuation marker at an offset that
+    /// is a multiple of 8.
     func origin(of batch: RecordBatch, message: IPCMessage) -> BatchOrigin? {
-        guard Self.framed(storage, at: message.offset), batch.columns.allSatisfy(inMapping) else { return nil }
+        guard message.header?.table(3) == nil,  // RecordBatch.compression
+              Self.framed(storage, at: message.offset), batch.columns.allSatisfy(inMapping) else { return nil }
         return BatchOrigin(file: file, rows: MessageRows(schemaOffset: schemaOffset, schemaLength: schemaLength,
                                                          messageOffset: message.offset,
                                                          messageLength: message.bodyOffset + message.body.count - message.offset,

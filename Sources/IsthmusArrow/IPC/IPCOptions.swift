@@ -48,6 +48,11 @@ public struct IPCReadOptions: Sendable {
     public var maxDecompressedBytes: Int
     /// Bounds on the flatbuffer verifier.
     public var flatBufferLimits: FlatBuffer.Limits
+    /// Whether a stream reader over a mapped regular file gives the batches it decodes without
+    /// a copy their `origin` (PROTOCOL.md §19), so that local workers may read them in place.
+    /// The file's descriptor then stays open for as long as any of those batches (or a slice of
+    /// one) lives. Off by default.
+    public var trackOrigins = false
 
     /// Options; by default no codecs, validation on, 64 MiB of metadata, 4 GiB of
     /// decompressed body per message.

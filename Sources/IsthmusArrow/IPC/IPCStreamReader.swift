@@ -56,12 +56,12 @@ public final class IPCStreamReader: BatchReader {
 
     /// A reader over the whole of a regular file, memory-mapped when possible; the pages it
     /// has read past are handed back to the kernel (`MappedPages`).
-    /// Batches decoded without a copy from a mapped file carry their `origin`.
+    /// With `options.trackOrigins`, batches decoded without a copy carry their `origin`.
     convenience init(mapping file: InputFile, options: IPCReadOptions) throws {
         let bytes = try file.readAll()
         try self.init(buffer: bytes, options: options)
         pages = file.mapping
-        if pages != nil, let schemaMessage {
+        if options.trackOrigins, pages != nil, let schemaMessage {
             origins = OriginTracker(file: file.share(), storage: bytes.storage, schema: schema, message: schemaMessage)
         }
     }

@@ -193,6 +193,9 @@ class OutputNormalizer:
                     f"column {name!r}: expected an array-like (numpy array, list, pyarrow array, "
                     f"pandas Series), found {_describe_value(data)}"
                 )
+            fast = _float_array_without_nan(data, typ)
+            if fast is not None:
+                return fast
             return pa.array(data, type=typ, from_pandas=True)
         except SchemaError:
             raise
@@ -287,6 +290,22 @@ class OutputNormalizer:
 def _is_dataframe(value: Any) -> bool:
     pd = sys.modules.get("pandas")
     return pd is not None and isinstance(value, pd.DataFrame)
+
+
+def _float_array_without_nan(data: Any, typ: pa.DataType | None) -> pa.Array | None:
+    """A 1-d numpy float array with no NaN, as an Arrow array without a copy; else None.
+
+    ``from_pandas=True`` turns NaN into null, and pyarrow pays for that with a scan it runs
+    even when there is no NaN (measured: 25 µs for 8,192 float64 values, against 3 µs for
+    numpy's own check and 2 µs for the conversion). The result is the same array."""
+    np = sys.modules.get("numpy")
+    if np is None or type(data) is not np.ndarray or data.ndim != 1 or data.dtype.kind != "f":
+        return None
+    if typ is not None and not typ.equals(pa.from_numpy_dtype(data.dtype)):
+        return None
+    if np.isnan(data).any():
+        return None
+    return pa.array(data)
 
 
 def _is_scalar(value: Any) -> bool:

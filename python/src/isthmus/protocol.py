@@ -113,10 +113,10 @@ FLAG_SHM: Final = 0x04
 FLAG_FILE: Final = 0x08
 #: BATCH descriptor (SHM flag): input offset, input length, result offset, result capacity.
 BATCH_REGIONS: Final = struct.Struct("<QQQQ")
-#: BATCH descriptor (SHM and FILE flags), before the path: inode, file size, schema message
-#: offset and length, record batch message offset and length, row offset, row count, result
-#: offset, result capacity.
-FILE_BATCH: Final = struct.Struct("<QQQQQQQQQQ")
+#: BATCH descriptor (SHM and FILE flags), before the path: device, inode, file size, schema
+#: message offset and length, record batch message offset and length, row offset, row count,
+#: result offset, result capacity.
+FILE_BATCH: Final = struct.Struct("<QQQQQQQQQQQ")
 #: The longest path a FILE descriptor may carry, in bytes.
 MAX_FILE_PATH: Final = 4096
 #: RESULT descriptor (SHM flag): result offset, result length.
@@ -623,6 +623,7 @@ class FileBatch:
     """Frame 1 of a BATCH with the SHM and FILE flags (section 19)."""
 
     path: str
+    device: int
     inode: int
     size: int
     schema_offset: int
@@ -645,7 +646,7 @@ def decode_file_batch(frame: Any, arena_size: int) -> FileBatch:
             f"expected a {FILE_BATCH.size}-byte file descriptor and a path of 1 to {MAX_FILE_PATH} bytes in frame 1 of BATCH, found {n} bytes",
             "length",
         )
-    ino, size, s_off, s_len, off, length, row_off, rows, roff, cap = FILE_BATCH.unpack_from(data)
+    dev, ino, size, s_off, s_len, off, length, row_off, rows, roff, cap = FILE_BATCH.unpack_from(data)
     try:
         path = data[FILE_BATCH.size :].decode("utf-8")
     except UnicodeDecodeError:
@@ -660,7 +661,7 @@ def decode_file_batch(frame: Any, arena_size: int) -> FileBatch:
         raise ProtocolError(
             f"expected the result region 8-byte aligned inside the {arena_size}-byte arena, found {cap} bytes at offset {roff}", "field"
         )
-    return FileBatch(path, ino, size, s_off, s_len, off, length, row_off, rows, roff, cap)
+    return FileBatch(path, dev, ino, size, s_off, s_len, off, length, row_off, rows, roff, cap)
 
 
 #: A mailbox message (section 18.2) holds 1 to this many frames.

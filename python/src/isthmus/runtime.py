@@ -639,16 +639,17 @@ class InputFiles:
     not the whole file: the mapping counts towards an address-space limit) and keeps the last
     message it decoded, so the slices the host cut from one message cost one decode. The
     window is unmapped when nothing refers to its arrays any more. The file is opened again
-    for every new message and must be the inode the host saw, at least as long as the
-    message's end: a descriptor number the host reused for another file cannot hand the worker
-    the wrong bytes, and a file that grew (a log still being written) is still read."""
+    for every new message and must be the device and inode the host saw, at least as long as
+    the message's end: a descriptor number the host reused for another file cannot hand the
+    worker the wrong bytes (the cached message is keyed by device and inode too), and a file
+    that grew (a log still being written) is still read."""
 
     def __init__(self) -> None:
-        self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}
-        self._last: tuple[tuple[str, int, int, int], pa.RecordBatch] | None = None
+        self._schemas: dict[tuple[str, int, int, int, int], pa.Schema] = {}
+        self._last: tuple[tuple[str, int, int, int, int], pa.RecordBatch] | None = None
 
     def read(self, d: P.FileBatch) -> pa.RecordBatch:
-        key = (d.path, d.inode, d.size, d.offset)
+        key = (d.path, d.device, d.inode, d.size, d.offset)
         if self._last is not None and self._last[0] == key:
             whole = self._last[1]
         else:
@@ -672,13 +673,13 @@ class InputFiles:
             raise ProtocolError(f"cannot open the input file {d.path}: {exc.strerror}", "payload") from None
         try:
             st = os.fstat(fd)
-            if st.st_ino != d.inode or st.st_size < d.offset + d.length:
+            if (st.st_dev, st.st_ino) != (d.device, d.inode) or st.st_size < d.offset + d.length:
                 raise ProtocolError(
-                    f"expected the input file {d.path} to be inode {d.inode} of at least {d.offset + d.length} bytes, "
-                    f"found inode {st.st_ino} of {st.st_size} bytes",
+                    f"expected the input file {d.path} to be inode {d.inode} of device {d.device}, at least "
+                    f"{d.offset + d.length} bytes long, found inode {st.st_ino} of device {st.st_dev}, {st.st_size} bytes",
                     "payload",
                 )
-            skey = (d.path, d.inode, d.size, d.schema_offset)
+            skey = (d.path, d.device, d.inode, d.size, d.schema_offset)
             schema = self._schemas.get(skey)
             if schema is None:
                 schema = pa.ipc.read_schema(pa.py_buffer(os.pread(fd, d.schema_length, d.schema_offset)))
@@ -689,8 +690,8 @@ class InputFiles:
             window = mmap.mmap(fd, d.offset + d.length - start, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ, offset=start)
             buf = pa.py_buffer(window).slice(d.offset - start, d.length)
             return pa.ipc.read_record_batch(buf, schema)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise ProtocolError(f"cannot read the record batch at offset {d.offset} of the input file {d.path}: {exc}", "payload") from None
+        except (OSError, ValueError, MemoryError, pa.ArrowException) as exc:
+            raise ProtocolError(f"cannot read the record batch at offset {d.offset} of the input file {d.path}: {exc!r}", "payload") from None
         finally:
             os.close(fd)
 
