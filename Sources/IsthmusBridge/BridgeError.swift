@@ -17,6 +17,8 @@ public struct BridgeError: Error, Sendable, CustomStringConvertible {
         case versionMismatch = "version mismatch"
         /// The run was cancelled (signal, caller).
         case cancelled = "cancelled"
+        /// The input changed under the run (a mapped input file shrank).
+        case inputChanged = "input changed"
     }
 
     /// The class of failure.

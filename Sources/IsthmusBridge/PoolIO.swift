@@ -45,6 +45,9 @@ final class PoolIO: @unchecked Sendable {
         var shm = false
         /// Whether this worker maps input files itself (HELLO announced `input_file`, and it has the arena).
         var inputFiles = false
+        /// Whether a worker of this slot refused a batch as a range of the input file: its
+        /// successors get copies too, and the refusal is logged once.
+        var inputFilesRefused = false
         /// Input regions lent to this worker and not yet given back with RELEASE, by offset.
         var held: [Int: ArenaLease] = [:]
         /// The slot's doorbells (local pools with an arena; kept across restarts).
@@ -565,6 +568,7 @@ final class PoolIO: @unchecked Sendable {
         }
         s.doorbellOffered = open.doorbell != nil
         s.inputFiles = open.shm != nil && configuration.shareInputFiles == .on && hello.capabilities?.contains("input_file") == true
+            && !s.inputFilesRefused
         send(to: s, [Envelope(kind: .open).encoded], payload: [schemaMessage], json: ControlDocuments.encode(open))
     }
 
@@ -748,14 +752,20 @@ final class PoolIO: @unchecked Sendable {
         switch report.kind {
         case "schema":
             fail(BridgeError(.schemaMismatch, "\(place): \(message)", detail: detail))
-        case "protocol" where batch.map(sentAsFileRange) == true:
-            // A worker that cannot open, map or decode the input file (§19.2): it gets copies
-            // in the arena from now on, and the batch is resent; nothing fails.
-            if s.inputFiles {
-                configuration.log("isthmus: worker \(s.index) cannot read the input file (\(message)); its batches are copied into the arena from now on")
-                s.inputFiles = false
+        case "protocol" where batch.map(sentAsFileRange) == true && batch?.attempt == envelope.attempt:
+            // A worker that cannot open, map or decode the input file (§19.2): this slot gets
+            // copies in the arena from now on, and the batch is resent; nothing fails. Unless
+            // the file shrank under the run: copying would touch the same missing pages.
+            if let origin = batch?.origin, let missing = origin.file.shortfall(for: origin.rows) {
+                fail(BridgeError(.inputChanged, "\(place): the input file shrank while it was read: \(missing)", detail: detail))
+                return
             }
-            resend(envelope.sequence, of: s)
+            if !s.inputFilesRefused {
+                configuration.log("isthmus: worker \(s.index) cannot read the input file (\(message)); its batches are copied into the arena from now on")
+            }
+            s.inputFiles = false
+            s.inputFilesRefused = true
+            resend(envelope.sequence, attempt: envelope.attempt, of: s)
         case "protocol":
             fail(BridgeError(.protocolViolation, "\(place): the worker rejected a message from the host: \(message)", detail: detail))
         case "oom":
@@ -772,8 +782,8 @@ final class PoolIO: @unchecked Sendable {
     }
 
     /// Takes a batch its worker answered without a result back into the queue, as a new attempt.
-    private func resend(_ sequence: UInt64, of s: Slot) {
-        guard let i = s.inFlight.firstIndex(where: { $0.sequence == sequence }) else { return }
+    private func resend(_ sequence: UInt64, attempt: UInt32, of s: Slot) {
+        guard let i = s.inFlight.firstIndex(where: { $0.sequence == sequence && $0.attempt == attempt }) else { return }
         var b = s.inFlight.remove(at: i)
         b.resultRegion = nil
         b.offered = nil
@@ -974,7 +984,9 @@ final class PoolIO: @unchecked Sendable {
             let head: [[UInt8]], payload: [Buffer]
             if s.shm, !s.inputFiles, batch.region == nil, batch.origin != nil, let arena, let lease = arena.lease(batch.payloadBytes) {
                 // A range of the input file for a worker that cannot map it (it did not announce
-                // `input_file`, or it failed to read the file): the arena copy submit skipped.
+                // `input_file`, or it failed to read the file): the arena copy submit skipped,
+                // made here on the I/O thread (a fallback: at most an eighth of the arena). With
+                // no room in the arena the batch goes as frames, as any other.
                 _ = lease.fill(with: batch.payload)
                 batch.payload = [lease.buffer(count: batch.payloadBytes)]
                 batch.region = lease

@@ -134,7 +134,8 @@ public final class WorkerPool: @unchecked Sendable {
         var region: ArenaLease?
         // A batch that is a range of a shared input file needs no copy at all: a worker that
         // maps the file reads it there (§19); any other worker gets the frames.
-        // A message much larger than the batch is not shared: each worker would map all of it.
+        // A message over an eighth of the arena (a file written as one huge message) is copied:
+        // each worker would map all of it for every batch cut from it.
         let origin = configuration.shareInputFiles == .on && bytes >= configuration.sharedMemoryThreshold
             && (batch.origin?.rows.messageLength ?? .max) <= (arena?.size ?? 0) / 8 ? batch.origin : nil
         if origin == nil, let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {

@@ -86,4 +86,17 @@ struct BatchOriginTests {
         #expect(try inMemory.next()?.origin == nil)
         #expect(try Self.batch(0, 3).origin == nil)
     }
+
+    @Test("a file that shrank under the run says what is missing")
+    func shortfall() throws {
+        let (path, bytes) = try Self.stream([try Self.batch(0, 100), try Self.batch(100, 50)], tag: "origin-shrink")
+        let reader = try IPCStreamReader(path: path, options: Self.tracking)
+        _ = try reader.next()
+        let second = try #require(try reader.next()?.origin)
+        #expect(second.file.shortfall(for: second.rows) == nil)
+        #expect(truncate(path, off_t(second.rows.messageOffset + 16)) == 0)
+        let need = second.rows.messageOffset + second.rows.messageLength
+        #expect(second.file.shortfall(for: second.rows)
+                == "expected at least \(need) bytes (\(bytes.count) when the run opened it) but found \(second.rows.messageOffset + 16)")
+    }
 }

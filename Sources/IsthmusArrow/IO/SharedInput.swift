@@ -44,6 +44,16 @@ public final class SharedInputFile: @unchecked Sendable {
     }
 
     deinit { close(fd) }
+
+    /// What is missing when the file is now shorter than `rows`' messages need (it was
+    /// truncated while it was read); nil when they are all there.
+    public func shortfall(for rows: MessageRows) -> String? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let need = Swift.max(rows.messageOffset + rows.messageLength, rows.schemaOffset + rows.schemaLength)
+        guard Int(st.st_size) < need else { return nil }
+        return "expected at least \(need) bytes (\(size) when the run opened it) but found \(st.st_size)"
+    }
 }
 
 /// Rows of one record batch message of an Arrow IPC stream file, by byte ranges: the stream's

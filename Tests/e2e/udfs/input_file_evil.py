@@ -1,6 +1,7 @@
 """A worker that cannot read the host's input file (PROTOCOL.md section 19), as a worker in
 another mount namespace or under another user would find it: every FILE batch is refused
-with the worker's own error. The host must fail the run with that reason and the way out."""
+with the worker's own error. The host must say why once, resend the refused batches and copy
+every later batch into the arena; the run succeeds."""
 import pyarrow as pa
 import pyarrow.compute as pc
 

@@ -1200,7 +1200,9 @@ class Worker:
                     raise ProtocolError(f"expected BATCH, HEARTBEAT or CLOSE after READY, found {kind.name}", "direction")
             except ProtocolError as exc:
                 attempt, seq = P.salvage_sequence(env0)
-                self._protocol_error(exc, attempt, seq)
+                self._protocol_error(exc, attempt, seq)  # through the mailbox, if the BATCH came through one
+                self._reply_armed = None
+                self._flush_releases()
 
     def _batch(self, env: P.Envelope, frames: list[zmq.Frame]) -> None:
         if env.stage != 0:
