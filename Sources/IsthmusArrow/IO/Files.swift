@@ -102,6 +102,13 @@ public final class MappedPages: @unchecked Sendable {
         self.storage = storage
     }
 
+    /// The host will read little of the mapping itself (the messages' metadata; workers map the
+    /// bodies, PROTOCOL.md §19): no readahead on its page faults, which would map whole
+    /// readahead windows into the host. `willNeed` then reads each message in, without mapping it.
+    public func readsLittle() {
+        _ = madvise(UnsafeMutableRawPointer(mutating: storage.base), storage.count, Int32(MADV_RANDOM))
+    }
+
     /// Bytes `[offset, offset + count)` will be read soon, by this process or another that maps
     /// the file: the kernel starts reading them in (a worker that maps a message of the file
     /// then finds it in the page cache instead of waiting for the disk).

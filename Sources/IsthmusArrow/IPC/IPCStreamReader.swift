@@ -63,6 +63,7 @@ public final class IPCStreamReader: BatchReader {
         pages = file.mapping
         if options.trackOrigins, pages != nil, let schemaMessage {
             origins = OriginTracker(file: file.share(), storage: bytes.storage, schema: schema, message: schemaMessage)
+            if origins != nil { pages?.readsLittle() }
         }
     }
 
