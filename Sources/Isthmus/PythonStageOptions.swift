@@ -71,6 +71,13 @@ public struct PythonStageOptions: Sendable, Equatable {
 }
 
 extension PythonStageOptions {
+    /// Whether the stage's pool will send batches as ranges of the input file (§19), so that a
+    /// reader should give its batches their place in it (`ReadOptions.trackOrigins`): the
+    /// pool's own rule, asked before the input schema is known.
+    public var sharesInputFiles: Bool {
+        poolConfiguration(stages: [], inputSchema: Schema([]), log: { _ in }).sharesInputFiles()
+    }
+
     /// The worker-pool settings for `stages` under these options.
     func poolConfiguration(stages: [ControlDocuments.Stage], inputSchema: Schema,
                            log: @escaping @Sendable (String) -> Void) -> PoolConfiguration {

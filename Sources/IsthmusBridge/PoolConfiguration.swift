@@ -96,6 +96,13 @@ public struct PoolConfiguration: Sendable {
         }
     }
 
+    /// Whether this pool sends batches as ranges of the input file (§19): it has an arena, its
+    /// workers are local, and `shareInputFiles` resolves to on for them on `cpus` usable CPUs.
+    public func sharesInputFiles(cpus: Int = SpinPolicy.allowedCPUs()) -> Bool {
+        sharedMemoryBytes > 0 && listen == nil
+            && shareInputFiles.resolved(workers: workers, cpus: cpus, memoryLimit: workerMemoryLimit) == .on
+    }
+
     /// A configuration for `stages` over batches of `inputSchema`.
     public init(stages: [ControlDocuments.Stage], inputSchema: Schema) {
         self.stages = stages

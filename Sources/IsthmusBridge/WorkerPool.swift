@@ -36,8 +36,7 @@ public final class WorkerPool: @unchecked Sendable {
     /// Throws `BridgeError` (`.startup`, `.versionMismatch`) when they cannot start.
     public init(_ configuration: PoolConfiguration) throws {
         var configuration = configuration
-        configuration.shareInputFiles = configuration.shareInputFiles.resolved(workers: configuration.workers, cpus: SpinPolicy.allowedCPUs(),
-                                                                                memoryLimit: configuration.workerMemoryLimit)
+        configuration.shareInputFiles = configuration.sharesInputFiles() ? .on : .off
         self.configuration = configuration
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw BridgeError(.startup, "cannot create a wake-up pipe: \(String(cString: strerror(errno)))") }
@@ -133,7 +132,7 @@ public final class WorkerPool: @unchecked Sendable {
         // window, so the copy overlaps the workers; a submitter holds at most one region waiting.
         var region: ArenaLease?
         // A batch that is a range of a shared input file needs no copy at all: a worker that
-        // maps the file reads it there (§19); any other worker gets the frames.
+        // maps the file reads it there (§19); for any other worker dispatch copies it then.
         // A message over an eighth of the arena (a file written as one huge message) is copied:
         // each worker would map all of it for every batch cut from it.
         let origin = configuration.shareInputFiles == .on && bytes >= configuration.sharedMemoryThreshold

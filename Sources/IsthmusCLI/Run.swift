@@ -155,9 +155,7 @@ struct RunCommand: ParsableCommand {
         var readOptions = RunFormats.readOptions()
         // Batches get their place in the input file only where a pool will share it (§19): a
         // batch with one holds the file's descriptor open.
-        readOptions.trackOrigins = options.sharedMemoryBytes > 0 && options.listen == nil
-            && options.shareInputFiles.resolved(workers: options.workers, cpus: SpinPolicy.allowedCPUs(),
-                                                memoryLimit: options.workerMemoryLimit) == .on
+        readOptions.trackOrigins = options.sharesInputFiles
         var pipeline = Pipeline(reading: input, format: inputFormat, options: readOptions)
         pipeline.log = { note($0) }
         if let select {

@@ -108,7 +108,7 @@ struct OriginTracker {
         self.file = file
         self.storage = storage
         schemaOffset = message.offset
-        schemaLength = message.bodyOffset + message.body.count - message.offset
+        schemaLength = Self.length(of: message)
     }
 
     /// The origin of `batch`, decoded from `message`, when the message is not compressed (a
@@ -121,7 +121,7 @@ struct OriginTracker {
               Self.framed(storage, at: message.offset), batch.columns.allSatisfy(inMapping) else { return nil }
         return BatchOrigin(file: file, rows: MessageRows(schemaOffset: schemaOffset, schemaLength: schemaLength,
                                                          messageOffset: message.offset,
-                                                         messageLength: message.bodyOffset + message.body.count - message.offset,
+                                                         messageLength: Self.length(of: message),
                                                          rowOffset: 0, rowCount: batch.length))
     }
 
@@ -129,6 +129,9 @@ struct OriginTracker {
         a.dictionary == nil && a.buffers.allSatisfy { $0 == nil || $0!.count == 0 || $0!.storage === storage }
             && a.children.allSatisfy(inMapping)
     }
+
+    /// Bytes of the encapsulated message: prefix, metadata, padding and body.
+    private static func length(of message: IPCMessage) -> Int { message.bodyOffset + message.body.count - message.offset }
 
     private static func framed(_ storage: BufferStorage, at offset: Int) -> Bool {
         offset >= 0 && offset % 8 == 0 && offset + 4 <= storage.count && storage.base.loadUnaligned(fromByteOffset: offset, as: UInt32.self) == 0xFFFF_FFFF

@@ -9,6 +9,7 @@ it in a thread).
 from __future__ import annotations
 
 import collections
+import mmap
 import os
 import queue
 import sys
@@ -568,8 +569,6 @@ class SharedArena:
 
     @classmethod
     def open(cls, path: str, size: int) -> SharedArena:
-        import mmap
-
         fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         try:
             actual = os.fstat(fd).st_size
@@ -665,8 +664,6 @@ class InputFiles:
         return whole.slice(d.row_offset, d.rows)
 
     def _decode(self, d: P.FileBatch) -> pa.RecordBatch:
-        import mmap
-
         try:
             fd = os.open(d.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
