@@ -352,3 +352,21 @@ def test_share_input_auto_follows_the_cpus_and_bad_values_are_usage_errors(tmp_p
     assert r.returncode == 2
     assert "--share-input: expected auto, on or off but found 'sometimes'" in r.stderr.decode()
     assert not (tmp_path / "o.arrows").exists()
+
+
+def test_an_input_file_that_shrinks_under_the_run_fails_it_without_copying_missing_pages(tmp_path):
+    # The host has read every message before the worker answers (50,000 rows, 7 batches, a
+    # window of 8); when the worker refuses, the host must not copy the batch from pages the
+    # file no longer has (that would kill it with SIGBUS) but fail the run, saying so.
+    src = tmp_path / "shrinks.arrows"
+    write_stream(src, w1(50_000), max_chunksize=16384)
+    out = tmp_path / "o.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_shrink.py')}:linear",
+                "--workers", "1", "--credits", "4", "--batch-rows", "8192", "--no-progress", "--share-input", "on")
+    err = r.stderr.decode()
+    assert r.returncode == 1, err  # a run failure, not a crash of the host (-7, SIGBUS)
+    lines = [l for l in err.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert "the input file shrank while it was read: expected at least" in lines[0]
+    assert " when the run opened it) but found " in lines[0]
+    assert not out.exists()
