@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 import isthmus.protocol as P
 import isthmus.runtime as R
+from once import first_time
 
 _write_stream = R.SharedArena.write_stream
 _send = R.Worker._send
@@ -59,8 +60,7 @@ def _bogus_release_once(self, frames):
     lent (the flag file makes the restarted worker behave). RELEASE goes through the socket, as
     section 18.3 says, even while the answer is bound for a doorbell's reply mailbox."""
     flag = os.environ["ARENA_EVIL_FLAG"]
-    if _shm_result(frames) is not None and not os.path.exists(flag):
-        open(flag, "w").close()
+    if _shm_result(frames) is not None and first_time(flag):
         self.socket.send_multipart([P.encode_envelope(P.Kind.RELEASE), P.encode_release([64 * 12345])])
     _send(self, frames)
 
@@ -73,8 +73,7 @@ def _bad_descriptor_once(self, frames):
     if env.kind == P.Kind.RESULT and not os.path.exists(flag):
         shm = _shm_result(frames) is not None
         mode = os.environ["ARENA_EVIL"]
-        if (mode == "wrong-offset" and shm) or (mode == "unasked" and not shm):
-            open(flag, "w").close()
+        if ((mode == "wrong-offset" and shm) or (mode == "unasked" and not shm)) and first_time(flag):
             bad = P.encode_envelope(P.Kind.RESULT, stage=env.stage, attempt=env.attempt, sequence=env.sequence,
                                     flags=P.FLAG_SHM)
             offset = _last_region["region"][0] + 64 if shm else 0

@@ -12,17 +12,14 @@ import pyarrow.compute as pc
 
 import isthmus.protocol as P
 import isthmus.runtime as R
+from once import first_time
 
 _reply = R.Doorbell.reply
 _seen = [0]
 
 
 def _first_time() -> bool:
-    flag = os.environ["DOORBELL_EVIL_FLAG"]
-    if os.path.exists(flag):
-        return False
-    open(flag, "w").close()
-    return True
+    return first_time(os.environ["DOORBELL_EVIL_FLAG"])
 
 
 def _wrong_ring(self, frames, slot):

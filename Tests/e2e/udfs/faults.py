@@ -8,17 +8,13 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from once import first_time
+
 TRIGGER = int(os.environ.get("ISTHMUS_TEST_TRIGGER", "5000"))
 
 
 def _first_time() -> bool:
-    marker = os.environ["ISTHMUS_TEST_MARKER"]
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
+    return first_time(os.environ["ISTHMUS_TEST_MARKER"])
 
 
 def _hit(batch) -> bool:
