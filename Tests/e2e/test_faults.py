@@ -58,10 +58,32 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def cmdline(pid: int) -> str:
+    """The command line of `pid`; empty once it has been reaped."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_for_progress(progress: Path, host: subprocess.Popen, timeout=60.0) -> list[int]:
+    """The pids of the workers that started a batch (udfs/slow.py with ISTHMUS_TEST_PROGRESS),
+    once there is one: workers may take seconds to become ready on a loaded machine."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if progress.exists():
+            pids = [int(line) for line in progress.read_text().split()]
+            if pids:
+                return pids
+        assert host.poll() is None, f"the host exited with {host.returncode} before any batch started"
+        time.sleep(0.02)
+    raise AssertionError(f"no worker started a batch within {timeout} s")
+
+
 def wait_for_workers(host: subprocess.Popen, n: int, timeout=30.0) -> list[int]:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        kids = [k for k in children(host.pid) if "isthmus.worker" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+        kids = [k for k in children(host.pid) if "isthmus.worker" in cmdline(k)]
         if len(kids) >= n:
             return kids
         time.sleep(0.05)
@@ -81,9 +103,10 @@ def test_first_signal_drains_and_leaves_a_valid_prefix(tmp_path, sig, code):
     write_w1(src, 200_000)
     out = tmp_path / "out.arrow"
     p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "2", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.05"})
-    wait_for_workers(p, 2)
-    time.sleep(1.5)
+               "--workers", "2", "--batch-rows", "1000"], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": "0.05", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
+    wait_for_progress(tmp_path / "progress", p)  # a batch in flight: the drain must write it
+    time.sleep(0.3)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     err = err.decode()
@@ -100,9 +123,9 @@ def test_second_signal_stops_at_once_without_output(tmp_path):
     write_w1(src, 200_000)
     out = tmp_path / "out.arrow"
     p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "1", "--batch-rows", "1000"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.5"})
-    wait_for_workers(p, 1)
-    time.sleep(1.0)
+               "--workers", "1", "--batch-rows", "1000"], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": "0.5", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
+    wait_for_progress(tmp_path / "progress", p)
     p.send_signal(signal.SIGINT)
     time.sleep(0.2)
     p.send_signal(signal.SIGINT)
@@ -143,10 +166,11 @@ def test_sigstop_worker_is_replaced_by_the_batch_deadline(tmp_path):
     write_w1(src, 20_000)
     out = tmp_path / "out.arrows"
     p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "2", "--batch-rows", "1000", "--timeout", "2s"], tmp_path, env={"ISTHMUS_TEST_DELAY": "0.1"})
-    workers = wait_for_workers(p, 2)
-    time.sleep(0.8)
-    os.kill(workers[0], signal.SIGSTOP)
+               "--workers", "2", "--batch-rows", "1000", "--timeout", "2s"], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": "0.1", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
+    # Stopped inside a batch (not before READY, where only the startup timeout would apply).
+    victim = wait_for_progress(tmp_path / "progress", p)[0]
+    os.kill(victim, signal.SIGSTOP)
     _, err = p.communicate(timeout=120)
     err = err.decode()
     assert p.returncode == 0, err

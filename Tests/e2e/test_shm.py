@@ -355,11 +355,16 @@ def test_share_input_auto_follows_the_cpus_and_bad_values_are_usage_errors(tmp_p
 
 
 def test_an_input_file_that_shrinks_under_the_run_fails_it_without_copying_missing_pages(tmp_path):
-    # The host has read every message before the worker answers (50,000 rows, 7 batches, a
-    # window of 8); when the worker refuses, the host must not copy the batch from pages the
-    # file no longer has (that would kill it with SIGBUS) but fail the run, saying so.
+    # The worker cuts the file short when it gets a batch of the last message (so the host's
+    # reader is past every header), and refuses it; the host must not copy the batch from
+    # pages the file no longer has (that would kill it with SIGBUS) but fail the run, saying so.
+    # No end-of-stream marker: the reader ends at the end of the file it opened, without
+    # reading the cut bytes.
     src = tmp_path / "shrinks.arrows"
-    write_stream(src, w1(50_000), max_chunksize=16384)
+    write_stream(src, w1(57_344), max_chunksize=16384)  # the last message: 8,192 rows, 128 KiB
+    data = src.read_bytes()
+    assert data.endswith(b"\xff\xff\xff\xff\x00\x00\x00\x00")
+    src.write_bytes(data[:-8])
     out = tmp_path / "o.arrows"
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('input_file_shrink.py')}:linear",
                 "--workers", "1", "--credits", "4", "--batch-rows", "8192", "--no-progress", "--share-input", "on")

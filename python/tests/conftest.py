@@ -17,8 +17,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import zmq
+from hypothesis import settings
 
 from isthmus import protocol as P
+
+# Property tests check values, never speed: no per-example deadline (a loaded machine can
+# stall one example past hypothesis' default 200 ms and fail the run as "flaky").
+settings.register_profile("isthmus", deadline=None)
+settings.load_profile("isthmus")
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 

@@ -26,13 +26,22 @@ ARENA = 1 << 20
 BOX = 64 << 10
 
 LIN = """
+import os
 import time
 import pyarrow.compute as pc
 from isthmus import udf
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 @udf
 def slow_lin(batch):
-    if batch["x"][0].as_py() < 0:
+    # x = -1 says "started" and holds until the test says "go"; other negative x take 0.3 s.
+    if batch["x"][0].as_py() == -1:
+        open(os.path.join(HERE, "started"), "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(HERE, "go")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    elif batch["x"][0].as_py() < 0:
         time.sleep(0.3)
     return {"y": pc.add(pc.multiply(batch["x"], 2), 1)}
 
@@ -281,17 +290,23 @@ def test_several_mailboxes_are_answered_in_the_mailboxes_they_were_rung_in(raw_h
 def test_a_socket_batch_waits_behind_at_most_one_doorbell_batch(raw_host: RawHost, write_udf, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # While the worker is busy with the batch in mailbox 0, two more are rung and one comes
     # through the socket: the worker takes the two paths in turns, so the socket's batch is
-    # answered right after the first, not after all three (0.3 s each).
+    # answered right after the first, not after all three (0.3 s each). The first batch holds
+    # the worker until all three wait (files, not sleeps: a loaded machine may be slow).
     ring = Bells(tmp_path, request_offset=0, reply_offset=3 * BOX, slots=3)
     try:
         assert _ready(raw_host, write_udf, ring, name="slow_lin").doorbell is True
         ring.put(0, *_batch(1, [-1]))
         os.write(ring.request_fd, b"\x01")
-        time.sleep(0.1)  # the worker is in the UDF now
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():  # the worker is in the UDF now
+            assert time.monotonic() < deadline, "the worker did not start the first batch"
+            time.sleep(0.005)
         ring.put(1, *_batch(2, [-2]))
         ring.put(2, *_batch(3, [-3]))
         os.write(ring.request_fd, bytes((2, 3)))
         raw_host.send(*_batch(4, [4]))
+        time.sleep(0.5)  # ZeroMQ delivers the socket's batch to the worker meanwhile
+        (tmp_path / "go").touch()
         env, rest = raw_host.recv(10)
         assert env.kind == P.Kind.RESULT and env.sequence == 4 and read_stream(rest).column("y").to_pylist() == [9]
         assert ring.rings(3, timeout_ms=0) == b"\x01"  # only the first doorbell batch before it

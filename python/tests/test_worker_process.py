@@ -113,18 +113,19 @@ def test_setup_error_exit_code(raw_host: RawHost, write_udf) -> None:  # type: i
 def test_worker_exits_when_host_goes_silent(raw_host: RawHost, write_udf) -> None:  # type: ignore[no-untyped-def]
     path = write_udf("wp_silent.py", LIN)
     raw_host.spawn()
-    env, _ = raw_host.handshake(f"{path}:lin", pa.schema([("x", pa.int64())]), heartbeat_ms=100, missed=3)
+    env, _ = raw_host.handshake(f"{path}:lin", pa.schema([("x", pa.int64())]), heartbeat_ms=100, missed=10)
     assert env.kind == P.Kind.READY
+    # (1 s of silence: the test's own HEARTBEAT below must come within it on a loaded machine.)
     # Answering heartbeats keeps it alive...
     raw_host.send(P.encode_envelope(P.Kind.HEARTBEAT))
     env, rest = raw_host.recv()
     assert env.kind == P.Kind.HEARTBEAT and P.parse_heartbeat(P.loads_json(rest[0], "HB")).batches == 0
-    # ...then the host stops talking: the worker leaves by itself within ~300 ms.
+    # ...then the host stops talking: the worker leaves by itself within ~1 s.
     started = time.monotonic()
     code, err = raw_host.wait(timeout=10)
     assert code == 4
     assert time.monotonic() - started < 5
-    assert "no message from the host for 300 ms" in err
+    assert "no message from the host for 1000 ms" in err
 
 
 def test_worker_exits_when_parent_dies(write_udf, tmp_path) -> None:  # type: ignore[no-untyped-def]
