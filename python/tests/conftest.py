@@ -138,10 +138,12 @@ def arena_file() -> Iterator[tuple[str, mmap.mmap]]:
     os.close(fd)
 
 
-def ipc_stream(batch: pa.RecordBatch) -> bytes:
+def ipc_stream(batch: pa.RecordBatch, schema: pa.Schema | None = None, more: list[pa.RecordBatch] | None = None) -> bytes:
+    """pyarrow's stream writer over ``batch`` (or ``more`` batches, possibly none, of ``schema``)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as w:
-        w.write_batch(batch)
+    with pa.ipc.new_stream(sink, schema or batch.schema) as w:
+        for b in [batch] if more is None else more:
+            w.write_batch(b)
     return sink.getvalue().to_pybytes()
 
 

@@ -199,3 +199,20 @@ def test_worker_answers_file_batches(raw_host: RawHost, write_udf, arena_file, t
                   encode(descriptor(path, spans, 1, 998, 2)))
     env, rest = raw_host.recv()
     assert env.kind == P.Kind.RESULT and read_stream(rest).column("y").to_pylist() == [1997, 1999]
+
+    # A file whose schema is not the OPEN input schema: refused on every batch cut from it
+    # (the check is made once per file schema, and a refusal remembers nothing), while the
+    # file checked before goes on being read.
+    other = path.parent / "other.arrows"
+    other_spans = write_stream(other, [pa.record_batch({"x": pa.array([1.5, 2.5], pa.float64())})])
+    for seq in (6, 7):
+        raw_host.send(P.encode_envelope(P.Kind.BATCH, stage=0, sequence=seq, flags=file_flags),
+                      encode(descriptor(other, other_spans, 1, 0, 2)))
+        env, rest = raw_host.recv()
+        assert env.kind == P.Kind.ERROR and env.sequence == seq
+        report = P.parse_error(P.loads_json(rest[0], "ERROR"))
+        assert report.kind == "protocol" and "expected the BATCH schema to be the OPEN input schema {x: int64, s: string}, found {x: double}" in report.message
+    raw_host.send(P.encode_envelope(P.Kind.BATCH, stage=0, sequence=8, flags=file_flags),
+                  encode(descriptor(path, spans, 2, 0, 2)))
+    env, rest = raw_host.recv()
+    assert env.kind == P.Kind.RESULT and env.sequence == 8 and read_stream(rest).column("y").to_pylist() == [2001, 2003]

@@ -271,6 +271,24 @@ def test_stream_encoder_frames_decode() -> None:
     dict_batch = pa.RecordBatch.from_pydict({"d": pa.array(["a", "b", "a"]).dictionary_encode()})
     frames = StreamEncoder().encode(dict_batch.schema, [dict_batch])
     assert read_single_batch(frames).equals(dict_batch)
+    # An extension type stored as a dictionary needs its dictionary batch too.
+    labels = pa.RecordBatch.from_arrays([pa.ExtensionArray.from_storage(_Label(), pa.array(["a", "b", "a"] * 10000).dictionary_encode())],
+                                        names=["label"])
+    frames = StreamEncoder().encode(labels.schema, [labels])
+    got = read_single_batch(frames).column(0)  # the type is not registered here: its storage comes back
+    assert got.type == pa.dictionary(pa.int32(), pa.string()) and got.to_pylist() == ["a", "b", "a"] * 10000
+
+
+class _Label(pa.ExtensionType):
+    def __init__(self) -> None:
+        super().__init__(pa.dictionary(pa.int32(), pa.string()), "isthmus.test.label")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):  # type: ignore[no-untyped-def]
+        return cls()
 
 
 def test_package_exports() -> None:

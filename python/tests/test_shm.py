@@ -71,6 +71,24 @@ def test_results_go_into_the_region_when_they_fit(arena_file) -> None:  # type: 
     assert arena.write_stream(131072, 1024, batch.schema, [batch]) is None  # 8 KB of values: too big
 
 
+def test_results_in_the_region_are_the_bytes_pyarrows_stream_writer_writes(arena_file) -> None:  # type: ignore[no-untyped-def]
+    # Byte for byte pyarrow's stream, for several batches, schema metadata, a schema that changes
+    # between results, nested types and dictionaries; one byte less room and it is refused.
+    path, mm = arena_file
+    arena = SharedArena.open(path, ARENA)
+    plain = pa.record_batch({"y": pa.array([1.5, None, 3.5]), "s": pa.array(["a", None, "ccc"])})
+    tagged = plain.replace_schema_metadata({"k": "v"})
+    nested = pa.record_batch({"l": pa.array([[1, 2], None, []], pa.list_(pa.int32())), "st": pa.array([{"a": 1}, None, {"a": 3}])})
+    dictionary = pa.record_batch({"d": pa.array(["x", "y", "x"]).dictionary_encode()})
+    cases = [(plain.schema, [plain, plain.slice(1)]), (tagged.schema, [tagged]), (plain.schema, [plain]),
+             (nested.schema, [nested, nested.slice(2)]), (dictionary.schema, [dictionary]), (plain.schema, [])]
+    for schema, batches in cases:
+        n = arena.write_stream(4096, 65536, schema, batches)
+        assert n is not None
+        assert bytes(mm[4096 : 4096 + n]) == ipc_stream(plain, schema, batches), schema
+        assert arena.write_stream(4096, n - 1, schema, batches) is None  # one byte short: frames instead
+
+
 def test_open_refuses_a_file_smaller_than_announced(arena_file) -> None:  # type: ignore[no-untyped-def]
     path, _ = arena_file
     with pytest.raises(ValueError, match=f"expected an arena of {2 * ARENA} bytes, found a file of {ARENA} bytes"):

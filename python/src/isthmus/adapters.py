@@ -89,6 +89,8 @@ def combine(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
 def _type_has_dictionary(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         return True
+    if isinstance(t, pa.BaseExtensionType):  # no fields of its own: look at its storage
+        return _type_has_dictionary(t.storage_type)
     return any(_type_has_dictionary(t.field(i).type) for i in range(t.num_fields))
 
 
