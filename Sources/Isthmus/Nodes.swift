@@ -239,9 +239,10 @@ final class PythonNode: Node, @unchecked Sendable {
             channel.close()
             pool.fail(error)
         } catch {
+            // The reason first: failing the pool wakes next(), which reports it.
+            feedError.withLock { $0 = FeedFailure(error) }
             channel.close()
             pool.fail(BridgeError(.cancelled, "input failed", detail: ""))
-            feedError.withLock { $0 = FeedFailure(error) }
         }
     }
 

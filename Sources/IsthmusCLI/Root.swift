@@ -18,6 +18,7 @@ struct IsthmusCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        MappedFileFaults.install(exitStatus: 1)  // an input truncated under the run: exit 1 with a message
         if CommandLine.arguments.dropFirst().first == "--version" {
             printVersions()
             return

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv  # noqa: F401
 import pyarrow.ipc as ipc
 import pytest
 
@@ -440,3 +441,32 @@ def test_unordered_output_has_every_row_once(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--unordered", "--workers", "2", "--batch-rows", "500", n=10_000)
     ok(r)
     assert sorted(read_any(out).column("id").to_pylist()) == list(range(10_000))
+
+
+@pytest.mark.parametrize("fmt,cut", [("arrows", "mid-page"), ("arrows", "page"), ("csv", "mid-page")])
+def test_an_input_truncated_under_the_run_is_an_error_not_a_crash(tmp_path, fmt, cut):
+    # Another program cuts the input in half while the run reads it (the UDF does, on the first
+    # batch). One worker and one credit keep the host's reader behind the cut: a few 1,000-row
+    # messages ahead for Arrow; for CSV, whose reader cuts 65,536-row batches whatever
+    # --batch-rows says, up to about 6 of them and its 1 MiB window (under 450,000 rows of the
+    # 2,000,000).
+    # A mapped input reads zeros up to the end of the last page (a stream may then seem to end
+    # early, at a message without its end-of-stream marker) and SIGBUS past it; a file read with
+    # read() just ends early. Each way, the host says what changed, leaves no output (nor its
+    # temporary file) and exits 1, instead of writing a short output or dying of the signal.
+    src = tmp_path / f"in.{fmt}"
+    if fmt == "arrows":
+        write_stream(src, w1(200_000), max_chunksize=1000)
+    else:
+        pa.csv.write_csv(w1(2_000_000), str(src))
+    size = src.stat().st_size
+    cut_at = size // 2 // 4096 * 4096 if cut == "page" else size // 2 + 3
+    out = tmp_path / "out.arrows"
+    r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('truncate_input.py')}:linear",
+                "--workers", "1", "--credits", "1", "--batch-rows", "1000" if fmt == "arrows" else "65536",
+                "--share-input", "off", "--no-progress", env={"TRUNCATE_INPUT": str(src), "TRUNCATE_AT": str(cut_at)})
+    assert r.returncode == 1, r.stderr.decode()
+    assert error_line(r).endswith(f"input changed: '{src}' shrank while it was read: expected {size} bytes "
+                                  f"(its size when it was opened) but found {cut_at}"), r.stderr.decode()
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.arrows.tmp-*"))

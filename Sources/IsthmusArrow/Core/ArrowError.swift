@@ -19,6 +19,8 @@ public struct ArrowError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let truncated = Code("truncated")
         /// Reading or writing a file failed.
         public static let io = Code("i/o")
+        /// The input file changed under the reader (it shrank): what was read may be wrong.
+        public static let inputChanged = Code("input changed")
         public var description: String { rawValue }
     }
 

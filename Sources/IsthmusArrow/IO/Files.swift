@@ -12,6 +12,10 @@ public final class InputFile: ByteSource {
     public let path: String
     private let fd: Int32
     private let owned: Bool
+    /// A regular file's size when it was opened (nil for stdin, pipes and the like).
+    private let openedSize: Int?
+    /// Bytes `read(into:)` has returned.
+    private var position = 0
     /// The mapping `readAll()` made, for readers that walk it once from the front.
     public private(set) var mapping: MappedPages?
 
@@ -21,6 +25,7 @@ public final class InputFile: ByteSource {
         if path == "-" {
             fd = 0
             owned = false
+            openedSize = nil
         } else {
             let f = open(path, O_RDONLY | O_CLOEXEC)
             guard f >= 0 else { throw ArrowError(.io, "cannot open '\(path)' for reading: \(errnoText())") }
@@ -31,7 +36,18 @@ public final class InputFile: ByteSource {
             }
             fd = f
             owned = true
+            openedSize = (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
         }
+    }
+
+    /// Throws "input changed" when this regular file is now shorter than `expected` bytes (its
+    /// size when it was opened or mapped): another program truncated it while it was read, so
+    /// its end was not the stream's (a mapping reads zeros in the last page, and a stream may
+    /// end at any message without its end-of-stream marker).
+    public func ensureNotShrunk(below expected: Int) throws {
+        var st = stat()
+        guard owned, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) < expected else { return }
+        throw ArrowError(.inputChanged, "input changed: '\(path)' shrank while it was read: expected \(expected) bytes (its size when it was opened) but found \(st.st_size)")
     }
 
     deinit { if owned { close(fd) } }
@@ -52,6 +68,8 @@ public final class InputFile: ByteSource {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         while true {
             let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { position += n }
+            if n == 0, buffer.count > 0, let openedSize, position < openedSize { try ensureNotShrunk(below: openedSize) }
             if n >= 0 { return n }
             if errno == EINTR { continue }
             throw ArrowError(.io, "cannot read '\(path)': \(errnoText())")
@@ -64,7 +82,10 @@ public final class InputFile: ByteSource {
         if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, owned {
             let size = Int(st.st_size)
             if let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED {
+                // A file truncated under the reader: an error line, not a crash (SIGBUS).
+                let entry = MappedFileFaults.register(base: UnsafeRawPointer(p), count: size, path: path)
                 let storage = BufferStorage(base: UnsafeRawPointer(p), count: size) { base, count in
+                    if let entry { MappedFileFaults.unregister(entry) }
                     munmap(UnsafeMutableRawPointer(mutating: base), count)
                 }
                 mapping = MappedPages(storage: storage)
@@ -142,6 +163,8 @@ public final class OutputFile: ByteSink {
     private var fd: Int32
     private let buffer = BufferBuilder(capacity: 1 << 16)
     private var done = false
+    /// The temporary file's entry in `MappedFileFaults` (deleted if an input fault ends the process).
+    private var faultEntry: Int?
 
     /// Creates the temporary file next to `path`. Throws `.io` when the folder is not writable.
     public init(path: String) throws {
@@ -159,7 +182,9 @@ public final class OutputFile: ByteSink {
         guard f >= 0 else { throw ArrowError(.io, "cannot create output '\(path)': \(errnoText())") }
         fchmod(f, 0o644)
         fd = f
-        temporaryPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        temporaryPath = temporary
+        faultEntry = MappedFileFaults.removeOnFault(temporary)
     }
 
     deinit { if !done { abandon() } }
@@ -183,6 +208,13 @@ public final class OutputFile: ByteSink {
             let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
+                // Written straight from an input mapping whose file shrank: the kernel says
+                // EFAULT where a load would have raised SIGBUS.
+                if errno == EFAULT, let (input, size) = MappedFileFaults.mapping(containing: bytes.baseAddress! + offset) {
+                    var st = stat()
+                    let found = stat(input, &st) == 0 ? "\(st.st_size)" : "no file there"
+                    throw ArrowError(.inputChanged, "input changed: '\(input)' shrank while it was read: expected \(size) bytes (its size when it was opened) but found \(found)")
+                }
                 throw ArrowError(.io, "cannot write '\(path)': \(errnoText())")
             }
             offset += n
@@ -196,6 +228,8 @@ public final class OutputFile: ByteSink {
         done = true
         guard let temporaryPath else { return }
         close(fd)
+        // Renamed (or removed) before the fault handler forgets it: no moment without either.
+        defer { if let faultEntry { MappedFileFaults.keepOnFault(faultEntry) } }
         guard rename(temporaryPath, path) == 0 else {
             let reason = errnoText()
             unlink(temporaryPath)
@@ -210,6 +244,7 @@ public final class OutputFile: ByteSink {
         if let temporaryPath {
             close(fd)
             unlink(temporaryPath)
+            if let faultEntry { MappedFileFaults.keepOnFault(faultEntry) }
         }
     }
 }

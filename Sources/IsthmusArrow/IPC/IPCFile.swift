@@ -172,9 +172,14 @@ public final class IPCFileReader: BatchReader {
     /// A reader over the whole of a file, memory-mapped when possible; the pages `next()` has
     /// read past are handed back to the kernel (`MappedPages`).
     convenience init(mapping file: InputFile, options: IPCReadOptions) throws {
-        try self.init(buffer: try file.readAll(), options: options)
+        let bytes = try file.readAll()
+        try self.init(buffer: bytes, options: options)
         pages = file.mapping
+        if pages != nil { mapped = (file, bytes.count) }
     }
+
+    /// The mapped file and its size then, checked after the last batch (`InputFile.ensureNotShrunk`).
+    private var mapped: (file: InputFile, size: Int)?
 
     /// Number of record batches.
     public var recordBatchCount: Int { recordBatchBlocks.count }
@@ -192,6 +197,17 @@ public final class IPCFileReader: BatchReader {
 
     /// Record batch `index` (random access).
     public func recordBatch(at index: Int) throws -> RecordBatch {
+        guard let mapped else { return try decodeBatch(at: index) }
+        do {
+            return try decodeBatch(at: index)
+        } catch {
+            // Zeros where the file was cut under the mapping fail to decode: say why.
+            try mapped.file.ensureNotShrunk(below: mapped.size)
+            throw error
+        }
+    }
+
+    private func decodeBatch(at index: Int) throws -> RecordBatch {
         guard index >= 0, index < recordBatchBlocks.count else {
             throw ArrowError(.invalidArgument, "expected a record batch index in 0..<\(recordBatchBlocks.count) but found \(index)")
         }
@@ -208,7 +224,10 @@ public final class IPCFileReader: BatchReader {
 
     /// The next batch in file order, or nil after the last.
     public func next() throws -> RecordBatch? {
-        guard cursor < recordBatchBlocks.count else { return nil }
+        guard cursor < recordBatchBlocks.count else {
+            try mapped.map { try $0.file.ensureNotShrunk(below: $0.size) }
+            return nil
+        }
         cursor += 1
         let batch = try recordBatch(at: cursor - 1)
         pages?.consumed(upTo: Int(recordBatchBlocks[cursor - 1].offset))
@@ -220,6 +239,8 @@ public final class IPCFileReader: BatchReader {
 
     /// All batches.
     public func readAll() throws -> [RecordBatch] {
-        try (0..<recordBatchCount).map { try recordBatch(at: $0) }
+        let all = try (0..<recordBatchCount).map { try recordBatch(at: $0) }
+        try mapped.map { try $0.file.ensureNotShrunk(below: $0.size) }
+        return all
     }
 }
