@@ -9,6 +9,8 @@ public final class OnlineStage: Sendable {
     private let pool: WorkerPool
     /// Rows submitted so far are numbered from here (for error messages).
     private let rowCounter = Locked(0)
+    /// Async callers past the pool's window wait here, suspended, instead of blocking a thread.
+    let gate: AsyncGate
 
     /// Starts the workers for `udf` over batches of `inputSchema` and waits until they are ready.
     public init(udf: String, name: String? = nil, inputSchema: Schema, options: PythonStageOptions = PythonStageOptions(),
@@ -19,6 +21,7 @@ public final class OnlineStage: Sendable {
         config.callerDriven = true
         config.requireSameRowCount = false
         pool = try WorkerPool(config)
+        gate = AsyncGate(permits: pool.window)
     }
 
     /// Sends `batch` and waits for its result (blocking the calling thread).
@@ -32,9 +35,12 @@ public final class OnlineStage: Sendable {
         return Kernels.concatenate(result.batches)
     }
 
-    /// Sends `batch` and waits for its result.
+    /// Sends `batch` and waits for its result. At most the pool's window of requests holds a
+    /// dispatch thread at a time (blocked until its answer); further callers wait suspended.
     public func submit(_ batch: RecordBatch) async throws -> RecordBatch {
-        try await withCheckedThrowingContinuation { continuation in
+        await gate.acquire()
+        defer { gate.release() }
+        return try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 do { continuation.resume(returning: try self.submitBlocking(batch)) } catch { continuation.resume(throwing: error) }
             }

@@ -24,7 +24,8 @@ public final class WorkerPool: @unchecked Sendable {
     private let wakeWrite: Int32
     private let io: PoolIO
     private let thread: Thread
-    private let window: Int
+    /// Batches submitted and not yet consumed, at most (submit blocks beyond it).
+    public let window: Int
     private let schemaMessage: Buffer
     /// The shared arena local workers map, when the data plane is on and the system has one.
     private let arena: SharedArena?

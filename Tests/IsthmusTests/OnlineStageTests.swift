@@ -194,6 +194,26 @@ struct OnlineStageTests {
         #expect(stage.stats.rowsOut == 320)
     }
 
+    @Test("many async callers at once: each gets its own answer, and no more of them hold a thread than the pool's window")
+    func concurrentTasks() async throws {
+        let file = try PythonEnv.udfFile(PythonEnv.udfs)
+        var options = PythonEnv.options(workers: 1)
+        options.credits = 1
+        let stage = try OnlineStage(udf: "\(file):linear", inputSchema: Self.schema, options: options)
+        defer { stage.close() }
+        let n = 300
+        let wrong = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<n {
+                group.addTask { try await stage.submit(Self.request(i)).column("y")?.double(0) != Double(i) * 2 + 1 }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(wrong == 0)
+        #expect(stage.stats.rowsOut == n)
+        // 1 worker × 1 credit: a window of 2. The other 298 callers waited suspended.
+        #expect(stage.gate.peakHolders >= 1 && stage.gate.peakHolders <= 2)
+    }
+
     @Test("a worker killed in the middle of a request is replaced and the request answered")
     func workerKilledMidRequest() throws {
         let marker = Self.marker()
