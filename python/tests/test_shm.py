@@ -182,6 +182,15 @@ def test_worker_reads_and_writes_the_arena(raw_host: RawHost, write_udf, arena_f
     env, rest, released = _answer(raw_host)
     assert env.kind == P.Kind.RESULT and env.sequence == 4 and released == [0]
 
+    # A batch in the arena with another schema: a protocol error, and its region comes back
+    # with a RELEASE right after the ERROR, not only with some later answer.
+    wrong = pa.record_batch({"x": pa.array([1.5, 2.5])})
+    _shm_batch(raw_host, mm, 5, wrong, at=131072, result_at=1 << 20, capacity=1 << 20)
+    env, rest, released = _answer(raw_host)
+    assert env.kind == P.Kind.ERROR and env.sequence == 5
+    assert "expected the BATCH schema to be the OPEN input schema {x: int64}, found {x: double}" in P.parse_error(P.loads_json(rest[0], "ERROR")).message
+    assert released == [131072]
+
 
 def test_a_udf_that_keeps_its_inputs_holds_their_regions(raw_host: RawHost, write_udf, arena_file) -> None:  # type: ignore[no-untyped-def]
     path, mm = arena_file

@@ -1206,7 +1206,11 @@ class Worker:
                 attempt, seq = P.salvage_sequence(env0)
                 self._protocol_error(exc, attempt, seq)  # through the mailbox, if the BATCH came through one
                 self._reply_armed = None
-                self._flush_releases()
+            else:
+                continue
+            # Out of the except clause: until it ends, the traceback keeps the failed BATCH's
+            # frames, and with them an input region the batch was read from, alive.
+            self._flush_releases()
 
     def _batch(self, env: P.Envelope, frames: list[zmq.Frame]) -> None:
         if env.stage != 0:
