@@ -27,8 +27,8 @@ struct RunCommand: ParsableCommand {
     var to: String?
     @Option(name: .long, help: "Worker processes.")
     var workers: Int = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
-    @Option(name: .long, help: "Batches each worker may hold in flight.")
-    var credits: Int = 2
+    @Option(name: .long, help: "Batches each worker may hold in flight (default 4; 2 with --target-latency).")
+    var credits: Int?
     @Option(name: .long, help: "Rows per batch sent to a worker.")
     var batchRows: Int = 65_536
     @Option(name: .long, help: "Bytes per batch sent to a worker (e.g. 2Mi, 512Ki).")
@@ -81,7 +81,7 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         if udf.isEmpty { throw ValidationError("expected at least one --udf FILE.py:NAME but found none") }
         if workers < 1 { throw ValidationError("--workers: expected at least 1 but found \(workers)") }
-        if credits < 1 { throw ValidationError("--credits: expected at least 1 but found \(credits)") }
+        if let credits, credits < 1 { throw ValidationError("--credits: expected at least 1 but found \(credits)") }
         if batchRows < 1 { throw ValidationError("--batch-rows: expected at least 1 but found \(batchRows)") }
         if maxRetries < 0 { throw ValidationError("--max-retries: expected 0 or more but found \(maxRetries)") }
     }

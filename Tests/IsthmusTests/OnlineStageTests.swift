@@ -160,10 +160,10 @@ struct OnlineStageTests {
     }
 
     @Test("a worker that rings a mailbox holding no batch of its own is replaced and the request answered",
-          arguments: [(2, "rang its doorbell for mailbox 1 of 2"), (9, "rang its doorbell for mailbox 8 of 2")])
+          arguments: [(2, "rang its doorbell for mailbox 1 of 4"), (9, "rang its doorbell for mailbox 8 of 4")])
     func lyingRing(_ lie: (ring: Int, note: String)) throws {
-        // The default 2 credits give the worker 2 mailboxes ("of 2").
-        #expect(PythonEnv.options(workers: 1).credits == 2)
+        // The default 4 credits give the worker 4 mailboxes ("of 4"); one request holds mailbox 0.
+        #expect(PythonEnv.options(workers: 1).resolvedCredits == 4)
         let marker = Self.marker()
         defer { try? FileManager.default.removeItem(atPath: marker) }
         try Self.expectReplacedOnce(udf: Self.lyingRing(lie.ring, marker: marker),
