@@ -48,6 +48,8 @@ public struct PythonStageOptions: Sendable, Equatable {
     /// alternating runs of one binary, `--credits 4` against 2 (medians of six to twelve
     /// each): W1 8K rows 2 workers 1.29×, W1 64K 1 worker 1.10×, W2 8K 2 workers 1.03×,
     /// W2 8K 1 worker 1.09×, W2 64K 2 workers 1.05×, W3 8K 1.10× (1 worker) and 1.15× (2).
+    /// 8 against 4 moved W2 8K 2 workers by 0.99× and W1 8K 2 workers by 1.19×: not the
+    /// default, as it doubles the batches the host holds again for a transport-bound case only.
     public static let defaultCredits = 4
     /// Credits when none are set and the batch size adapts to a latency target: batches
     /// queued at a worker add to each batch's latency, and with 4 the adaptive runs' p99 came
