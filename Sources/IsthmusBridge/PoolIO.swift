@@ -1037,7 +1037,15 @@ final class PoolIO: @unchecked Sendable {
         guard let identity = s.identity else { return }
         var messages = [Message.copy(identity)] + head.map { Message.copy($0) }
         if let json { messages.append(Message.copy(json)) }
-        messages += payload.map { Message(buffer: ZMQBuffer(base: $0.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: $0.count, owner: $0.storage)) }
+        messages += payload.map { piece in
+            // libzmq sends frames from its own thread, and aborts the process when send()
+            // meets EFAULT: what an input file cut short under its mapping gives. Frames from
+            // an input mapping are copied here, where a cut page raises SIGBUS, which ends the
+            // run with "input changed" (MappedFileFaults). Only frames: batches for local
+            // workers normally travel in the arena or as ranges of the file.
+            if MappedFileFaults.isInputMapping(piece.bytes.baseAddress) { return Message(copying: piece.bytes) }
+            return Message(buffer: ZMQBuffer(base: piece.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: piece.count, owner: piece.storage))
+        }
         do {
             try router.send(messages)
         } catch {

@@ -443,8 +443,9 @@ def test_unordered_output_has_every_row_once(tmp_path):
     assert sorted(read_any(out).column("id").to_pylist()) == list(range(10_000))
 
 
-@pytest.mark.parametrize("fmt,cut", [("arrows", "mid-page"), ("arrows", "page"), ("csv", "mid-page")])
-def test_an_input_truncated_under_the_run_is_an_error_not_a_crash(tmp_path, fmt, cut):
+@pytest.mark.parametrize("fmt,cut,arena", [("arrows", "mid-page", "64Mi"), ("arrows", "page", "64Mi"), ("arrows", "page", "0"),
+                                           ("arrows", "last-body", "0"), ("csv", "mid-page", "64Mi")])
+def test_an_input_truncated_under_the_run_is_an_error_not_a_crash(tmp_path, fmt, cut, arena):
     # Another program cuts the input in half while the run reads it (the UDF does, on the first
     # batch). One worker and one credit keep the host's reader behind the cut: a few 1,000-row
     # messages ahead for Arrow; for CSV, whose reader cuts 65,536-row batches whatever
@@ -452,19 +453,26 @@ def test_an_input_truncated_under_the_run_is_an_error_not_a_crash(tmp_path, fmt,
     # 2,000,000).
     # A mapped input reads zeros up to the end of the last page (a stream may then seem to end
     # early, at a message without its end-of-stream marker) and SIGBUS past it; a file read with
-    # read() just ends early. Each way, the host says what changed, leaves no output (nor its
-    # temporary file) and exits 1, instead of writing a short output or dying of the signal.
+    # read() just ends early. Without the arena, batches go to ZeroMQ as frames. Each way, the
+    # host says what changed, leaves no output (nor its temporary file) and exits 1, instead of
+    # writing a short output or dying of the signal (or of libzmq's assertion on EFAULT).
     src = tmp_path / f"in.{fmt}"
-    if fmt == "arrows":
+    if cut == "last-body":
+        # Five 128 KiB messages: the reader is through them (and past its end-of-stream check)
+        # before the worker cuts the last one's body, which then goes to ZeroMQ from the cut
+        # pages: without a copy, send() meets EFAULT and libzmq aborts the host.
+        write_stream(src, w1(5 * 8192), max_chunksize=8192)
+    elif fmt == "arrows":
         write_stream(src, w1(200_000), max_chunksize=1000)
     else:
         pa.csv.write_csv(w1(2_000_000), str(src))
     size = src.stat().st_size
-    cut_at = size // 2 // 4096 * 4096 if cut == "page" else size // 2 + 3
+    cut_at = {"page": size // 2 // 4096 * 4096, "last-body": (size - (64 << 10)) // 4096 * 4096}.get(cut, size // 2 + 3)
     out = tmp_path / "out.arrows"
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('truncate_input.py')}:linear",
-                "--workers", "1", "--credits", "1", "--batch-rows", "1000" if fmt == "arrows" else "65536",
-                "--share-input", "off", "--no-progress", env={"TRUNCATE_INPUT": str(src), "TRUNCATE_AT": str(cut_at)})
+                "--workers", "1", "--credits", "1", "--batch-rows", {"last-body": "8192", "mid-page": "1000", "page": "1000"}[cut] if fmt == "arrows" else "65536",
+                "--share-input", "off", "--shm-arena", arena, "--no-progress",
+                env={"TRUNCATE_INPUT": str(src), "TRUNCATE_AT": str(cut_at)})
     assert r.returncode == 1, r.stderr.decode()
     assert error_line(r).endswith(f"input changed: '{src}' shrank while it was read: expected {size} bytes "
                                   f"(its size when it was opened) but found {cut_at}"), r.stderr.decode()

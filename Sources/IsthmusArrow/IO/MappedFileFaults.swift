@@ -176,6 +176,15 @@ public enum MappedFileFaults {
         _exit(exitStatus)
     }
 
+    /// Whether `address` lies in a registered input mapping (a file another program could cut
+    /// short under it).
+    public static func isInputMapping(_ address: UnsafeRawPointer?) -> Bool {
+        guard let address else { return false }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return region(containing: UInt(bitPattern: address)) != nil
+    }
+
     /// The path and mapped size of the registered mapping holding `address` (not for the
     /// signal handler: it allocates).
     static func mapping(containing address: UnsafeRawPointer?) -> (path: String, size: Int)? {
