@@ -9,8 +9,9 @@ public struct PoolConfiguration: Sendable {
     public var inputSchema: Schema
     /// Number of worker processes.
     public var workers: Int = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
-    /// Batches a worker may hold in flight.
-    public var credits: Int = 2
+    /// Batches a worker may hold in flight (`PythonStageOptions.resolvedCredits` sets it: 4, or
+    /// 2 with a latency target; see `PythonStageOptions.defaultCredits` for the measurements).
+    public var credits: Int = 4
     /// Python interpreter to run workers with.
     public var python: String = "python3"
     /// Extra environment variables for workers (on top of the host's).
