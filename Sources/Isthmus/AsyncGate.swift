@@ -50,8 +50,7 @@ final class AsyncGate: Sendable {
                     s.waiters.removeFirst(s.head)
                     s.head = 0
                 }
-                s.peak = Swift.max(s.peak, s.holders)
-                return c
+                return c  // the permit passes on: holders unchanged
             }
             s.available += 1
             s.holders -= 1

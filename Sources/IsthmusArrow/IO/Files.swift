@@ -47,8 +47,12 @@ public final class InputFile: ByteSource {
     public func ensureNotShrunk(below expected: Int) throws {
         var st = stat()
         guard owned, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) < expected else { return }
-        throw ArrowError(.inputChanged, "input changed: '\(path)' shrank while it was read: expected \(expected) bytes (its size when it was opened) but found \(st.st_size)")
+        throw ArrowError.inputShrank(path, expected: expected, found: "\(st.st_size)")
     }
+
+    /// The mapped input behind a `readAll()` buffer of `size` bytes, or nil when the file was
+    /// read, not mapped.
+    func mappedInput(size: Int) -> MappedInput? { mapping == nil ? nil : MappedInput(file: self, size: size) }
 
     deinit { if owned { close(fd) } }
 
@@ -100,6 +104,34 @@ public final class InputFile: ByteSource {
             chunk.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return out.finish()
+    }
+}
+
+/// A file a reader maps, with its size then. Where the input seems to end, or fails to decode,
+/// the reader asks whether the file shrank under it: a mapping reads zeros to the end of the
+/// last page of a file cut short, which decode as the legacy end-of-stream marker or as anything.
+struct MappedInput {
+    let file: InputFile
+    let size: Int
+
+    /// Throws "input changed" when the file is now shorter than it was mapped.
+    func ensureUnchanged() throws { try file.ensureNotShrunk(below: size) }
+
+    /// `body`'s result; when it throws and the file shrank, "input changed" instead.
+    func reading<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            try ensureUnchanged()
+            throw error
+        }
+    }
+}
+
+extension ArrowError {
+    /// The input file at `path` is shorter than the `expected` bytes it had when it was opened.
+    static func inputShrank(_ path: String, expected: Int, found: String) -> ArrowError {
+        ArrowError(.inputChanged, "input changed: '\(path)' shrank while it was read: expected \(expected) bytes (its size when it was opened) but found \(found)")
     }
 }
 
@@ -212,8 +244,7 @@ public final class OutputFile: ByteSink {
                 // EFAULT where a load would have raised SIGBUS.
                 if errno == EFAULT, let (input, size) = MappedFileFaults.mapping(containing: bytes.baseAddress! + offset) {
                     var st = stat()
-                    let found = stat(input, &st) == 0 ? "\(st.st_size)" : "no file there"
-                    throw ArrowError(.inputChanged, "input changed: '\(input)' shrank while it was read: expected \(size) bytes (its size when it was opened) but found \(found)")
+                    throw ArrowError.inputShrank(input, expected: size, found: stat(input, &st) == 0 ? "\(st.st_size)" : "no file there")
                 }
                 throw ArrowError(.io, "cannot write '\(path)': \(errnoText())")
             }

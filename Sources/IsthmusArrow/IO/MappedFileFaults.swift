@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Inputs are read through `mmap` (zero-copy). When another program truncates the file while
 /// the run reads it, touching a page past the new end raises SIGBUS, which would kill the host
-/// with no word about why. Once `install(onFault:)` has run, a SIGBUS at an address inside a
+/// with no word about why. Once `install(exitStatus:)` has run, a SIGBUS at an address inside a
 /// registered input mapping writes one line to stderr:
 ///
 ///     error: input changed: 'in.arrows' shrank while it was read: expected 1600293176 bytes (its size when it was opened) but found 800000000

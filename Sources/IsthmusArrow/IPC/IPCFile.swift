@@ -175,11 +175,11 @@ public final class IPCFileReader: BatchReader {
         let bytes = try file.readAll()
         try self.init(buffer: bytes, options: options)
         pages = file.mapping
-        if pages != nil { mapped = (file, bytes.count) }
+        mapped = file.mappedInput(size: bytes.count)
     }
 
-    /// The mapped file and its size then, checked after the last batch (`InputFile.ensureNotShrunk`).
-    private var mapped: (file: InputFile, size: Int)?
+    /// The mapped file, checked after the last batch and where a batch fails to decode.
+    private var mapped: MappedInput?
 
     /// Number of record batches.
     public var recordBatchCount: Int { recordBatchBlocks.count }
@@ -197,14 +197,8 @@ public final class IPCFileReader: BatchReader {
 
     /// Record batch `index` (random access).
     public func recordBatch(at index: Int) throws -> RecordBatch {
-        guard let mapped else { return try decodeBatch(at: index) }
-        do {
-            return try decodeBatch(at: index)
-        } catch {
-            // Zeros where the file was cut under the mapping fail to decode: say why.
-            try mapped.file.ensureNotShrunk(below: mapped.size)
-            throw error
-        }
+        if let mapped { return try mapped.reading { try decodeBatch(at: index) } }
+        return try decodeBatch(at: index)
     }
 
     private func decodeBatch(at index: Int) throws -> RecordBatch {
@@ -225,7 +219,7 @@ public final class IPCFileReader: BatchReader {
     /// The next batch in file order, or nil after the last.
     public func next() throws -> RecordBatch? {
         guard cursor < recordBatchBlocks.count else {
-            try mapped.map { try $0.file.ensureNotShrunk(below: $0.size) }
+            try mapped?.ensureUnchanged()
             return nil
         }
         cursor += 1
@@ -240,7 +234,7 @@ public final class IPCFileReader: BatchReader {
     /// All batches.
     public func readAll() throws -> [RecordBatch] {
         let all = try (0..<recordBatchCount).map { try recordBatch(at: $0) }
-        try mapped.map { try $0.file.ensureNotShrunk(below: $0.size) }
+        try mapped?.ensureUnchanged()
         return all
     }
 }

@@ -20,8 +20,8 @@ public final class IPCStreamReader: BatchReader {
     private var ended = false
     /// The file mapping this reader walks, whose pages it hands back behind itself.
     private var pages: MappedPages?
-    /// The mapped file and its size then, checked at the end of the stream (`InputFile.ensureNotShrunk`).
-    private var mapped: (file: InputFile, size: Int)?
+    /// The mapped file, checked where the stream seems to end or fails to decode.
+    private var mapped: MappedInput?
     /// Gives batches decoded from a shared input file their origin (nil: none is shared).
     private var origins: OriginTracker?
     /// The schema message, for the origin tracker.
@@ -63,7 +63,7 @@ public final class IPCStreamReader: BatchReader {
         let bytes = try file.readAll()
         try self.init(buffer: bytes, options: options)
         pages = file.mapping
-        if pages != nil { mapped = (file, bytes.count) }
+        mapped = file.mappedInput(size: bytes.count)
         if options.trackOrigins, pages != nil, let schemaMessage {
             origins = OriginTracker(file: file.share(), storage: bytes.storage, schema: schema, message: schemaMessage)
             if origins != nil { pages?.readsLittle() }
@@ -130,15 +130,8 @@ public final class IPCStreamReader: BatchReader {
     /// The next batch, or nil at the end of the stream.
     public func next() throws -> RecordBatch? {
         guard !ended else { return nil }
-        guard let mapped else { return try nextBatch() }
-        do {
-            return try nextBatch()
-        } catch {
-            // A file cut short under the mapping reads as zeros to the end of its last page:
-            // whatever they failed to decode as, the reason is that the file shrank.
-            try mapped.file.ensureNotShrunk(below: mapped.size)
-            throw error
-        }
+        if let mapped { return try mapped.reading(nextBatch) }
+        return try nextBatch()
     }
 
     private func nextBatch() throws -> RecordBatch? {
@@ -147,8 +140,7 @@ public final class IPCStreamReader: BatchReader {
             case .needMore(let n):
                 try Self.pull(&framing, source, n)
             case .endOfStream:
-                // Zeros where the file was cut also read as the end (a legacy end-of-stream marker).
-                try mapped.map { try $0.file.ensureNotShrunk(below: $0.size) }
+                try mapped?.ensureUnchanged()
                 ended = true
                 return nil
             case .message(let m):
