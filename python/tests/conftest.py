@@ -138,11 +138,11 @@ def arena_file() -> Iterator[tuple[str, mmap.mmap]]:
     os.close(fd)
 
 
-def ipc_stream(batch: pa.RecordBatch, schema: pa.Schema | None = None, more: list[pa.RecordBatch] | None = None) -> bytes:
-    """pyarrow's stream writer over ``batch`` (or ``more`` batches, possibly none, of ``schema``)."""
+def ipc_stream(*batches: pa.RecordBatch, schema: pa.Schema | None = None) -> bytes:
+    """pyarrow's stream writer over ``batches`` (of ``schema``, else the first batch's; none with a schema)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema or batch.schema) as w:
-        for b in [batch] if more is None else more:
+    with pa.ipc.new_stream(sink, schema or batches[0].schema) as w:
+        for b in batches:
             w.write_batch(b)
     return sink.getvalue().to_pybytes()
 

@@ -200,9 +200,8 @@ def test_worker_answers_file_batches(raw_host: RawHost, write_udf, arena_file, t
     env, rest = raw_host.recv()
     assert env.kind == P.Kind.RESULT and read_stream(rest).column("y").to_pylist() == [1997, 1999]
 
-    # A file whose schema is not the OPEN input schema: refused on every batch cut from it
-    # (the check is made once per file schema, and a refusal remembers nothing), while the
-    # file checked before goes on being read.
+    # A file whose schema is not the OPEN input schema: refused on every batch cut from it,
+    # while the file read before goes on being read.
     other = path.parent / "other.arrows"
     other_spans = write_stream(other, [pa.record_batch({"x": pa.array([1.5, 2.5], pa.float64())})])
     for seq in (6, 7):

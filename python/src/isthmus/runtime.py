@@ -646,8 +646,6 @@ class InputFiles:
     def __init__(self) -> None:
         self._schemas: dict[tuple[str, int, int, int, int], pa.Schema] = {}
         self._last: tuple[tuple[str, int, int, int, int], pa.RecordBatch] | None = None
-        #: The schema object the batch last read was decoded with (one per file and schema message).
-        self.schema: pa.Schema | None = None
 
     def read(self, d: P.FileBatch) -> pa.RecordBatch:
         key = (d.path, d.device, d.inode, d.size, d.offset)
@@ -683,7 +681,6 @@ class InputFiles:
             if schema is None:
                 schema = pa.ipc.read_schema(pa.py_buffer(os.pread(fd, d.schema_length, d.schema_offset)))
                 self._schemas = {skey: schema}
-            self.schema = schema
             start = d.offset - d.offset % _PAGE
             # Mapped lazily: MAP_POPULATE, which maps the whole message in one call, cost more
             # than the page faults it saves (W2, 64K-row messages read as 8K-row slices, warm page
@@ -837,8 +834,6 @@ class Worker:
         self.socket: zmq.Socket[Any] | None = None
         self.stages: list[Stage] = []
         self.input_schema: pa.Schema | None = None
-        #: The cached input schema object last found equal to input_schema (see _batch).
-        self._schema_checked: pa.Schema | None = None
         self.batches = 0
         self.heartbeat_ms = 1000
         self.missed_heartbeats = 5
@@ -1216,7 +1211,6 @@ class Worker:
         if env.stage != 0:
             raise ProtocolError(f"expected BATCH for stage 0, found stage {env.stage}", "field")
         region: tuple[int, int] | None = None
-        decoded_with: pa.Schema | None = None  # the schema object the batch was decoded with, if cached
         if env.flags & P.FLAG_FILE and not env.flags & P.FLAG_SHM:
             raise ProtocolError("expected the SHM flag with the FILE flag of a BATCH (its result region is in the arena), found FILE alone", "field")
         if env.flags & P.FLAG_SHM:
@@ -1227,7 +1221,6 @@ class Worker:
             if env.flags & P.FLAG_FILE:
                 d = P.decode_file_batch(frames[1].buffer, self._arena.size)
                 batch = self._input_files.read(d)
-                decoded_with = self._input_files.schema
                 result_offset, capacity = d.result_offset, d.result_capacity
             else:
                 offset, length, result_offset, capacity = P.decode_batch_regions(frames[1].buffer, self._arena.size)
@@ -1236,15 +1229,12 @@ class Worker:
                 region = (result_offset, capacity)
         else:
             batch = read_single_batch(frames[1:])
-        # Batches cut from one input file share its schema object: compared once, not per batch.
-        if self.input_schema is not None and (decoded_with is None or decoded_with is not self._schema_checked):
-            if not batch.schema.equals(self.input_schema):
-                raise ProtocolError(
-                    f"expected the BATCH schema to be the OPEN input schema {format_schema(self.input_schema)}, "
-                    f"found {format_schema(batch.schema)}",
-                    "payload",
-                )
-            self._schema_checked = decoded_with
+        if self.input_schema is not None and not batch.schema.equals(self.input_schema):
+            raise ProtocolError(
+                f"expected the BATCH schema to be the OPEN input schema {format_schema(self.input_schema)}, "
+                f"found {format_schema(batch.schema)}",
+                "payload",
+            )
         self.batches += 1
         try:
             batches = [batch]
