@@ -470,7 +470,7 @@ def test_an_input_truncated_under_the_run_is_an_error_not_a_crash(tmp_path, fmt,
     cut_at = {"page": size // 2 // 4096 * 4096, "last-body": (size - (64 << 10)) // 4096 * 4096}.get(cut, size // 2 + 3)
     out = tmp_path / "out.arrows"
     r = run_cli("run", "--input", str(src), "--output", str(out), "--udf", f"{udf('truncate_input.py')}:linear",
-                "--workers", "1", "--credits", "1", "--batch-rows", {"last-body": "8192", "mid-page": "1000", "page": "1000"}[cut] if fmt == "arrows" else "65536",
+                "--workers", "1", "--credits", "1", "--batch-rows", "65536" if fmt == "csv" else "8192" if cut == "last-body" else "1000",
                 "--share-input", "off", "--shm-arena", arena, "--no-progress",
                 env={"TRUNCATE_INPUT": str(src), "TRUNCATE_AT": str(cut_at)})
     assert r.returncode == 1, r.stderr.decode()
