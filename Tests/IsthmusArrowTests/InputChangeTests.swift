@@ -73,6 +73,26 @@ struct InputChangeTests {
         #expect(read == 50_010)
     }
 
+    @Test("writing out pages of a mapping whose file was cut short: input changed, not a write error")
+    func writeFromCutMapping() throws {
+        let dir = try IPCTestSupport.temporaryDirectory("cut-write")
+        let url = dir.appendingPathComponent("in.bin")
+        try Data(repeating: 7, count: 256 << 10).write(to: url)
+        let file = try InputFile(path: url.path)
+        let bytes = try file.readAll()
+        try #require(file.mapping != nil)
+        #expect(truncate(url.path, 64 << 10) == 0)
+        let out = try OutputFile(path: dir.appendingPathComponent("out.bin").path)
+        // 128 KiB from past the new end: written straight from the mapping, where the kernel
+        // answers EFAULT (a load would raise SIGBUS).
+        let error = #expect(throws: ArrowError.self) {
+            try out.write(UnsafeRawBufferPointer(rebasing: bytes.bytes[(128 << 10)...]))
+        }
+        out.abandon()
+        #expect(error?.code == .inputChanged)
+        #expect(error?.message == "input changed: '\(url.path)' shrank while it was read: expected \(256 << 10) bytes (its size when it was opened) but found \(64 << 10)")
+    }
+
     @Test("the fault handler's table finds the mapping an address is in, and forgets it")
     func regions() throws {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 8192, alignment: 4096)
