@@ -20,6 +20,7 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CMalloc"),  // glibc's <malloc.h>: mallopt, for IsthmusBridge's HeapPolicy
 
         // Pure Swift: columnar core, FlatBuffers, Arrow IPC, CSV / JSON Lines. Imports no C.
         .target(name: "IsthmusArrow", swiftSettings: strict),
@@ -27,7 +28,7 @@ let package = Package(
         .target(name: "IsthmusCompression", dependencies: ["IsthmusArrow", "CLZ4", "CZstd"], swiftSettings: strict),
         // The only place that calls zmq_*.
         .target(name: "IsthmusZMQ", dependencies: ["CZeroMQ"], swiftSettings: strict),
-        .target(name: "IsthmusBridge", dependencies: ["IsthmusArrow", "IsthmusCompression", "IsthmusZMQ"], swiftSettings: strict),
+        .target(name: "IsthmusBridge", dependencies: ["IsthmusArrow", "IsthmusCompression", "IsthmusZMQ", "CMalloc"], swiftSettings: strict),
         .target(name: "Isthmus", dependencies: [
             "IsthmusBridge", "IsthmusArrow",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -39,7 +40,7 @@ let package = Package(
 
         .testTarget(name: "IsthmusArrowTests", dependencies: ["IsthmusArrow", "IsthmusCompression"], swiftSettings: strict),
         .testTarget(name: "IsthmusZMQTests", dependencies: ["IsthmusZMQ"], swiftSettings: strict),
-        .testTarget(name: "IsthmusBridgeTests", dependencies: ["IsthmusBridge"], swiftSettings: strict),
+        .testTarget(name: "IsthmusBridgeTests", dependencies: ["IsthmusBridge", "CMalloc"], swiftSettings: strict),
         .testTarget(name: "IsthmusTests", dependencies: ["Isthmus"], swiftSettings: strict),
         .testTarget(name: "IsthmusCLITests", dependencies: ["IsthmusArrow"], swiftSettings: strict),
     ]

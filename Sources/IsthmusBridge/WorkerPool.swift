@@ -36,6 +36,7 @@ public final class WorkerPool: @unchecked Sendable {
     /// Starts the workers and waits until every one is READY.
     /// Throws `BridgeError` (`.startup`, `.versionMismatch`) when they cannot start.
     public init(_ configuration: PoolConfiguration) throws {
+        HeapPolicy.apply()  // a host embedding the pool gets the CLI's heap policy too
         var configuration = configuration
         configuration.shareInputFiles = configuration.sharesInputFiles() ? .on : .off
         self.configuration = configuration

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Isthmus
 import IsthmusArrow
+import IsthmusBridge
 
 /// `isthmus`: the command-line entry point.
 @main
@@ -19,6 +20,7 @@ struct IsthmusCommand: AsyncParsableCommand {
 
     static func main() async {
         MappedFileFaults.install(exitStatus: 1)  // an input truncated under the run: exit 1 with a message
+        HeapPolicy.apply()  // per-batch buffers reuse the heap instead of fresh pages
         if CommandLine.arguments.dropFirst().first == "--version" {
             printVersions()
             return

@@ -1,0 +1,3 @@
+#pragma once
+// glibc's allocator controls (mallopt), for IsthmusArrow's HeapPolicy.
+#include <malloc.h>
