@@ -121,6 +121,49 @@ struct IPCValidationTests {
         }
     }
 
+    @Test("the UTF-8 check of string arrays agrees slot by slot with the standard library (one pass over the bytes, offsets on character boundaries)")
+    func utf8Arrays() {
+        var rng = SeededRandom(seed: 9)
+        let pieces: [[UInt8]] = [Array("plain ascii words".utf8), [0xC3, 0xA9], [0xE2, 0x82, 0xAC], [0xF0, 0x9F, 0x99, 0x82],
+                                 [0xED, 0xA0, 0x80], [0xFF], Array(String(repeating: "x", count: 40).utf8)]
+        var outcomes: Set<String> = []
+        for round in 0..<3000 {
+            // Data: pieces, mostly well-formed; offsets: anywhere in it, so a slot may split a character.
+            var data: [UInt8] = []
+            for _ in 0..<(1 + Int(rng.next() % 8)) {
+                let k = Int(rng.next() % UInt64(pieces.count))
+                data += (k == 4 || k == 5) && rng.next() % 3 != 0 ? pieces[0] : pieces[k]
+            }
+            let n = 1 + Int(rng.next() % 6)
+            var cuts = (0..<(n - 1)).map { _ in Int32(rng.next() % UInt64(data.count + 1)) }.sorted()
+            cuts = [0] + cuts + [Int32(data.count)]
+            let nulls = (0..<n).map { _ in rng.next() % 4 == 0 }
+            var validity = [UInt8](repeating: 0, count: (n + 7) / 8)
+            for i in 0..<n where !nulls[i] { validity[i / 8] |= 1 << (i % 8) }
+            let nullCount = nulls.filter { $0 }.count
+            let array = ArrayData(type: .utf8, length: n, nullCount: nullCount,
+                                  buffers: [nullCount > 0 ? Buffer(validity) : nil, Self.i32(cuts), Buffer(data)])
+            let firstBad = (0..<n).first { i in
+                !nulls[i] && String(validating: data[Int(cuts[i])..<Int(cuts[i + 1])], as: UTF8.self) == nil
+            }
+            do {
+                try array.validate(name: "col")
+                #expect(firstBad == nil, "round \(round): accepted, but slot \(firstBad ?? -1) of \(cuts) over \(data) is not UTF-8")
+                outcomes.insert("accepted")
+            } catch {
+                #expect(firstBad != nil && "\(error)".contains("invalid bytes in slot \(firstBad!) "), "round \(round): \(error); expected slot \(firstBad ?? -1)")
+                outcomes.insert("rejected")
+            }
+        }
+        #expect(outcomes == ["accepted", "rejected"])
+        // The scan tells ASCII from other valid text, also past the 32-byte fast path.
+        let long = String(repeating: "abcdefgh", count: 9)
+        #expect(Array(long.utf8).withUnsafeBytes { UTF8Validation.scan($0) } == .ascii)
+        #expect(Array((long + "é" + long).utf8).withUnsafeBytes { UTF8Validation.scan($0) } == .valid)
+        #expect((Array(long.utf8) + [0xC3]).withUnsafeBytes { UTF8Validation.scan($0) } == .invalid)
+        #expect(([0xE2, 0x82] + Array(long.utf8)).withUnsafeBytes { UTF8Validation.scan($0) } == .invalid)
+    }
+
     @Test("nesting depth is bounded")
     func depth() {
         var type = DataType.int32

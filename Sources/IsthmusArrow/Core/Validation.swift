@@ -90,14 +90,8 @@ struct ArrayValidator {
             guard last <= dataCount else {
                 throw fail(path, "expected offsets to end within the \(dataCount)-byte data buffer but found \(last) at slot \(a.length)")
             }
-            _ = first
             if a.type == .utf8 || a.type == .largeUtf8, a.length > 0, let data = a.buffers[2] {
-                for i in 0..<a.length where a.isValid(i) {
-                    let r = a.valueRange(i)
-                    guard UTF8Validation.isValid(UnsafeRawBufferPointer(rebasing: data.bytes[r])) else {
-                        throw fail(path, "expected valid UTF-8 but found invalid bytes in slot \(i) (data bytes \(r.lowerBound)..<\(r.upperBound))")
-                    }
-                }
+                try checkUTF8(a, data: data, covered: first..<last, end: end, path: path)
             }
         case .list(let f), .largeList(let f), .map(let f, _):
             guard a.children.count == 1 else { throw fail(path, "expected 1 child array but found \(a.children.count)") }
@@ -221,6 +215,45 @@ struct ArrayValidator {
     }
 
     /// Checks the offsets of slots `[offset, end]`; returns the first and last.
+    /// Every valid slot of a utf8 array (offsets already checked, covering `covered` of `data`)
+    /// is well-formed UTF-8.
+    ///
+    /// Fast path: the whole covered range is valid and every offset falls on a character
+    /// boundary (not on a continuation byte), so each slot is a run of whole characters. One
+    /// pass over the bytes instead of a call per slot: for 8,192 strings of 20–80 characters
+    /// the per-slot check was most of the host's CPU per W3 batch (input and result are both
+    /// checked). When the fast path fails (a null slot may hold any bytes, or a slot really is
+    /// bad) each valid slot is checked on its own, which also names the first bad one.
+    func checkUTF8(_ a: ArrayData, data: Buffer, covered: Range<Int>, end: Int, path: String) throws {
+        let bytes = data.bytes
+        switch UTF8Validation.scan(UnsafeRawBufferPointer(rebasing: bytes[covered])) {
+        case .ascii:
+            return  // every byte is a character
+        case .valid:
+            if let offsets = a.buffers[1], let o = offsets.bytes.baseAddress, let d = bytes.baseAddress {
+                let large = a.type.hasLargeOffsets
+                var onBoundaries = true
+                for i in a.offset...end {  // checkOffsets read these: in bounds, within covered
+                    let at = large ? Int(o.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+                                   : Int(o.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+                    if at < covered.upperBound, d.load(fromByteOffset: at, as: UInt8.self) & 0xC0 == 0x80 {
+                        onBoundaries = false
+                        break
+                    }
+                }
+                if onBoundaries { return }
+            }
+        case .invalid:
+            break
+        }
+        for i in 0..<a.length where a.isValid(i) {
+            let r = a.valueRange(i)
+            guard UTF8Validation.isValid(UnsafeRawBufferPointer(rebasing: bytes[r])) else {
+                throw fail(path, "expected valid UTF-8 but found invalid bytes in slot \(i) (data bytes \(r.lowerBound)..<\(r.upperBound))")
+            }
+        }
+    }
+
     func checkOffsets(_ a: ArrayData, end: Int, path: String) throws -> (Int, Int) {
         let width = a.type.hasLargeOffsets ? 8 : 4
         guard let offsets = a.buffers[1], offsets.count > 0 else {
@@ -248,38 +281,53 @@ struct ArrayValidator {
 
 /// UTF-8 well-formedness (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
 enum UTF8Validation {
-    static func isValid(_ b: UnsafeRawBufferPointer) -> Bool {
+    /// What a scan found: only ASCII, valid UTF-8 with other characters, or invalid bytes.
+    enum Scan: Equatable { case ascii, valid, invalid }
+
+    static func isValid(_ b: UnsafeRawBufferPointer) -> Bool { scan(b) != .invalid }
+
+    static func scan(_ b: UnsafeRawBufferPointer) -> Scan {
+        guard let p = b.baseAddress else { return .ascii }
         let n = b.count
+        let high: UInt64 = 0x8080_8080_8080_8080
+        var ascii = true
         var i = 0
         while i < n {
-            // ASCII fast path, 8 bytes at a time.
-            while i + 8 <= n, b.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 { i += 8 }
+            // ASCII fast path: 32 bytes, then 8, at a time.
+            while i + 32 <= n {
+                let w = p.loadUnaligned(fromByteOffset: i, as: UInt64.self) | p.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+                    | p.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self) | p.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
+                if w & high != 0 { break }
+                i += 32
+            }
+            while i + 8 <= n, p.loadUnaligned(fromByteOffset: i, as: UInt64.self) & high == 0 { i += 8 }
             if i >= n { break }
             let c = b[i]
             if c < 0x80 { i += 1; continue }
+            ascii = false
             func cont(_ k: Int) -> Bool { i + k < n && b[i + k] & 0xC0 == 0x80 }
             switch c {
             case 0xC2...0xDF:
-                guard cont(1) else { return false }
+                guard cont(1) else { return .invalid }
                 i += 2
             case 0xE0...0xEF:
-                guard i + 2 < n else { return false }
+                guard i + 2 < n else { return .invalid }
                 let c1 = b[i + 1]
                 let lower: UInt8 = c == 0xE0 ? 0xA0 : 0x80
                 let upper: UInt8 = c == 0xED ? 0x9F : 0xBF
-                guard c1 >= lower, c1 <= upper, cont(2) else { return false }
+                guard c1 >= lower, c1 <= upper, cont(2) else { return .invalid }
                 i += 3
             case 0xF0...0xF4:
-                guard i + 3 < n else { return false }
+                guard i + 3 < n else { return .invalid }
                 let c1 = b[i + 1]
                 let lower: UInt8 = c == 0xF0 ? 0x90 : 0x80
                 let upper: UInt8 = c == 0xF4 ? 0x8F : 0xBF
-                guard c1 >= lower, c1 <= upper, cont(2), cont(3) else { return false }
+                guard c1 >= lower, c1 <= upper, cont(2), cont(3) else { return .invalid }
                 i += 4
             default:
-                return false
+                return .invalid
             }
         }
-        return true
+        return ascii ? .ascii : .valid
     }
 }
