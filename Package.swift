@@ -40,7 +40,7 @@ let package = Package(
 
         .testTarget(name: "IsthmusArrowTests", dependencies: ["IsthmusArrow", "IsthmusCompression"], swiftSettings: strict),
         .testTarget(name: "IsthmusZMQTests", dependencies: ["IsthmusZMQ"], swiftSettings: strict),
-        .testTarget(name: "IsthmusBridgeTests", dependencies: ["IsthmusBridge", "CMalloc"], swiftSettings: strict),
+        .testTarget(name: "IsthmusBridgeTests", dependencies: ["IsthmusBridge"], swiftSettings: strict),
         .testTarget(name: "IsthmusTests", dependencies: ["Isthmus"], swiftSettings: strict),
         .testTarget(name: "IsthmusCLITests", dependencies: ["IsthmusArrow"], swiftSettings: strict),
     ]

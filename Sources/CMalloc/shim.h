@@ -1,3 +1,3 @@
 #pragma once
-// glibc's allocator controls (mallopt), for IsthmusArrow's HeapPolicy.
+// glibc's allocator controls (mallopt), for IsthmusBridge's HeapPolicy.
 #include <malloc.h>

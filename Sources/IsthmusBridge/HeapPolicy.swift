@@ -2,6 +2,7 @@
 import CMalloc
 import Glibc
 #endif
+import Synchronization
 
 /// How the host's C heap gives memory back, set once per process.
 ///
@@ -15,29 +16,51 @@ import Glibc
 /// host alone; the Python workers gained nothing from the same settings.
 ///
 /// So the host keeps blocks below 32 MiB in its heaps and keeps up to 64 MiB free at a heap's
-/// top. This bounds nothing new: what is kept was in use at the peak, which the pipeline's
-/// credits and batch size bound (PROTOCOL.md §17, DESIGN.md's memory model). A user who set
-/// the allocator through the environment (`GLIBC_TUNABLES` with `glibc.malloc.*`, or
-/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TOP_PAD_`) keeps their settings.
+/// top. What a heap keeps is what it held at its peak (glibc has a heap per busy thread, a
+/// few in a run), and the pipeline's credits and batch size bound that (README, "Memory").
+///
+/// The CLI applies it at start and every `WorkerPool` on creation. A user who set the
+/// allocator through the environment (`GLIBC_TUNABLES` with `glibc.malloc.*`, or
+/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`)
+/// keeps their settings; a program that embeds the pool and tunes its allocator itself calls
+/// `leaveAllocatorAlone()` before creating a pool.
 public enum HeapPolicy {
     /// The largest block served from a heap rather than its own mapping.
     public static let mmapThreshold = 32 << 20
     /// Free bytes at a heap's top kept rather than given back.
     public static let trimThreshold = 64 << 20
 
-    /// Applies the policy once (later calls do nothing). Returns whether it was applied: false
-    /// when the environment sets the allocator, or off glibc.
-    @discardableResult
-    public static func apply() -> Bool { applied }
+    private enum State { case pending, applied, declined }
+    private static let state = Mutex(State.pending)
 
-    private static let applied: Bool = {
+    /// Applies the policy once (later calls do nothing). Returns whether it is in force: false
+    /// when the environment sets the allocator, after `leaveAllocatorAlone()`, or off glibc.
+    @discardableResult
+    public static func apply() -> Bool {
+        state.withLock { state in
+            if state == .pending {
+                state = configure() ? .applied : .declined
+            }
+            return state == .applied
+        }
+    }
+
+    /// Keeps this process's allocator as it is: later `apply()` calls (the pool's) do nothing.
+    /// Has no effect once the policy was applied.
+    public static func leaveAllocatorAlone() {
+        state.withLock { state in
+            if state == .pending { state = .declined }
+        }
+    }
+
+    private static func configure() -> Bool {
         #if canImport(Glibc)
         if userSetsAllocator({ name in getenv(name).map { String(cString: $0) } }) { return false }
         return mallopt(M_MMAP_THRESHOLD, Int32(mmapThreshold)) == 1 && mallopt(M_TRIM_THRESHOLD, Int32(trimThreshold)) == 1
         #else
         return false
         #endif
-    }()
+    }
 
     /// Whether the environment (`variable` looks a name up) configures glibc's allocator itself.
     static func userSetsAllocator(_ variable: (String) -> String?) -> Bool {

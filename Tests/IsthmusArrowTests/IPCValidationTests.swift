@@ -141,14 +141,20 @@ struct IPCValidationTests {
             var validity = [UInt8](repeating: 0, count: (n + 7) / 8)
             for i in 0..<n where !nulls[i] { validity[i / 8] |= 1 << (i % 8) }
             let nullCount = nulls.filter { $0 }.count
-            let array = ArrayData(type: .utf8, length: n, nullCount: nullCount,
-                                  buffers: [nullCount > 0 ? Buffer(validity) : nil, Self.i32(cuts), Buffer(data)])
-            let firstBad = (0..<n).first { i in
-                !nulls[i] && String(validating: data[Int(cuts[i])..<Int(cuts[i + 1])], as: UTF8.self) == nil
+            let large = rng.next() % 2 == 0
+            let whole = ArrayData(type: large ? .largeUtf8 : .utf8, length: n, nullCount: nullCount,
+                                  buffers: [nullCount > 0 ? Buffer(validity) : nil, large ? Self.i64(cuts.map(Int64.init)) : Self.i32(cuts), Buffer(data)])
+            // Half the rounds check a slice, whose slots and offsets start past the buffers' first.
+            let start = rng.next() % 2 == 0 ? Int(rng.next() % UInt64(n)) : 0
+            let length = n - start - (start > 0 ? Int(rng.next() % UInt64(n - start)) : 0)
+            let array = start == 0 && length == n ? whole : whole.slice(start, length)
+            let firstBad = (0..<length).first { j in
+                let i = start + j
+                return !nulls[i] && String(validating: data[Int(cuts[i])..<Int(cuts[i + 1])], as: UTF8.self) == nil
             }
             do {
                 try array.validate(name: "col")
-                #expect(firstBad == nil, "round \(round): accepted, but slot \(firstBad ?? -1) of \(cuts) over \(data) is not UTF-8")
+                #expect(firstBad == nil, "round \(round): accepted, but slot \(firstBad ?? -1) of \(cuts) from \(start) over \(data) is not UTF-8")
                 outcomes.insert("accepted")
             } catch {
                 #expect(firstBad != nil && "\(error)".contains("invalid bytes in slot \(firstBad!) "), "round \(round): \(error); expected slot \(firstBad ?? -1)")

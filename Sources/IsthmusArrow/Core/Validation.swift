@@ -214,7 +214,6 @@ struct ArrayValidator {
         }
     }
 
-    /// Checks the offsets of slots `[offset, end]`; returns the first and last.
     /// Every valid slot of a utf8 array (offsets already checked, covering `covered` of `data`)
     /// is well-formed UTF-8.
     ///
@@ -234,8 +233,8 @@ struct ArrayValidator {
                 let large = a.type.hasLargeOffsets
                 var onBoundaries = true
                 for i in a.offset...end {  // checkOffsets read these: in bounds, within covered
-                    let at = large ? Int(o.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
-                                   : Int(o.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+                    let at = large ? Int(Int64(littleEndian: o.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)))
+                                   : Int(Int32(littleEndian: o.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
                     if at < covered.upperBound, d.load(fromByteOffset: at, as: UInt8.self) & 0xC0 == 0x80 {
                         onBoundaries = false
                         break
@@ -254,6 +253,7 @@ struct ArrayValidator {
         }
     }
 
+    /// Checks the offsets of slots `[offset, end]`; returns the first and last.
     func checkOffsets(_ a: ArrayData, end: Int, path: String) throws -> (Int, Int) {
         let width = a.type.hasLargeOffsets ? 8 : 4
         guard let offsets = a.buffers[1], offsets.count > 0 else {
