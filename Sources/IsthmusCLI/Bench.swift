@@ -101,6 +101,6 @@ struct LatencyBench: ParsableCommand {
                                   "max_us": samples.last ?? 0, "mean_us": samples.reduce(0, +) / Double(Swift.max(1, samples.count)),
                                   "doorbell_requests": stage.stats.doorbellBatches]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        try writeStandardOutput(String(decoding: data, as: UTF8.self) + "\n")
     }
 }

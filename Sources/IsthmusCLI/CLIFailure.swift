@@ -33,7 +33,7 @@ struct CLIFailure: Error, CustomStringConvertible {
         default:
             let code = command.exitCode(for: error)
             if code == .success {
-                print(command.fullMessage(for: error))
+                try? writeStandardOutput(command.fullMessage(for: error) + "\n")
                 return 0
             }
             let message = command.fullMessage(for: error)
@@ -52,6 +52,35 @@ struct CLIFailure: Error, CustomStringConvertible {
         var text = "error: " + message.replacingOccurrences(of: "\n", with: " ") + "\n"
         if !detail.isEmpty { text += detail.hasSuffix("\n") ? detail : detail + "\n" }
         FileHandle.standardError.write(Data(text.utf8))
+    }
+}
+
+/// Puts a placeholder on each closed standard descriptor (0, 1, 2) at start: a directory
+/// opened read-only, so writing to it fails with EBADF ("cannot write '-': Bad file
+/// descriptor") and reading with EISDIR, as if it were still closed. Without it the next file or
+/// pipe the process opens takes the number, and a child started with a pipe for its stdout
+/// finds none (the helper probe saw `sys.stdout` None).
+func occupyClosedStandardDescriptors() {
+    for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+        let placeholder = open("/", O_RDONLY | O_DIRECTORY)
+        if placeholder >= 0 && placeholder != fd {
+            dup2(placeholder, fd)
+            close(placeholder)
+        }
+    }
+}
+
+/// Writes `text` to stdout, or throws the house-style error when stdout cannot take it (a full
+/// disk, a closed pipe with SIGPIPE ignored): `FileHandle.write(_:)` would trap instead.
+func writeStandardOutput(_ text: String) throws {
+    do {
+        try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+    } catch {
+        // Foundation wraps the errno (ENOSPC, EPIPE, EBADF) in a Cocoa error.
+        let ns = error as NSError
+        let posix = ns.domain == NSPOSIXErrorDomain ? ns : ns.userInfo[NSUnderlyingErrorKey] as? NSError
+        let reason = posix.map { String(cString: strerror(Int32($0.code))) } ?? ns.localizedDescription
+        throw CLIFailure.usage("cannot write '-': \(reason)")
     }
 }
 

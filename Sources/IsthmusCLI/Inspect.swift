@@ -98,7 +98,7 @@ struct InspectCommand: ParsableCommand {
             out += "\nfirst \(min(rows, totalRows)) row\(min(rows, totalRows) == 1 ? "" : "s"):\n"
             out += Pretty.table(schema: reader.schema, batches: shown, totalRows: totalRows, options: o) + "\n"
         }
-        FileHandle.standardOutput.write(Data(out.utf8))
+        try writeStandardOutput(out)
     }
 
     static func formatName(_ f: DataFormat) -> String {

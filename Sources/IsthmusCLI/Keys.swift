@@ -15,7 +15,7 @@ struct KeysCommand: ParsableCommand {
         let pair = try KeyFiles.fresh()
         try KeyFiles.write(pair.secret + "\n", to: prefix + ".key", mode: 0o600)
         try KeyFiles.write(pair.public + "\n", to: prefix + ".pub", mode: 0o644)
-        print(pair.public)
+        try writeStandardOutput(pair.public + "\n")
     }
 }
 

@@ -19,13 +19,14 @@ struct IsthmusCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        occupyClosedStandardDescriptors()  // before anything opens a file or a pipe
         MappedFileFaults.install(exitStatus: 1)  // an input truncated under the run: exit 1 with a message
         HeapPolicy.apply()  // per-batch buffers reuse the heap instead of fresh pages
-        if CommandLine.arguments.dropFirst().first == "--version" {
-            printVersions()
-            return
-        }
         do {
+            if CommandLine.arguments.dropFirst().first == "--version" {
+                try printVersions()
+                return
+            }
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
@@ -39,16 +40,17 @@ struct IsthmusCommand: AsyncParsableCommand {
 }
 
 /// Prints host, protocol and (when found) helper versions.
-func printVersions() {
-    print(VersionInfo.text)
+func printVersions() throws {
+    var text = VersionInfo.text + "\n"
     let python = PythonStageOptions.defaultPython
     if let probe = try? PythonProbe.run(python, ["-m", "isthmus.worker", "--version"]), probe.status == 0,
        let data = probe.stdout.data(using: .utf8),
        let doc = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-        print("helper \(doc["helper"] ?? "?") (protocol \(doc["protocol"] ?? "?")) in \(python)")
+        text += "helper \(doc["helper"] ?? "?") (protocol \(doc["protocol"] ?? "?")) in \(python)\n"
     } else {
-        print("helper: not found in \(python) (install it with: \(python) -m pip install ./python)")
+        text += "helper: not found in \(python) (install it with: \(python) -m pip install ./python)\n"
     }
+    try writeStandardOutput(text)
 }
 
 /// Version strings printed by `isthmus --version`.

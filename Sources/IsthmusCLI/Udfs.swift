@@ -27,7 +27,7 @@ struct UdfsCommand: ParsableCommand {
             throw CLIFailure.usage(line.hasPrefix("error: ") ? String(line.dropFirst(7)) : line)
         }
         if json {
-            print(result.stdout, terminator: result.stdout.hasSuffix("\n") ? "" : "\n")
+            try writeStandardOutput(result.stdout.hasSuffix("\n") ? result.stdout : result.stdout + "\n")
             return
         }
         guard let data = result.stdout.data(using: .utf8),
@@ -36,9 +36,10 @@ struct UdfsCommand: ParsableCommand {
         }
         let entries: [[String: Any]] = (parsed as? [[String: Any]]) ?? ((parsed as? [String: Any])?["udfs"] as? [[String: Any]]) ?? []
         if entries.isEmpty {
-            print("\(module): no UDFs found")
+            try writeStandardOutput("\(module): no UDFs found\n")
             return
         }
+        var listing = ""
         for e in entries {
             let name = e["name"] as? String ?? "?"
             let kind = e["kind"] as? String ?? "function"
@@ -49,8 +50,9 @@ struct UdfsCommand: ParsableCommand {
             } else {
                 line += "  -> schema not declared"
             }
-            print(line)
+            listing += line + "\n"
         }
+        try writeStandardOutput(listing)
     }
 }
 

@@ -354,6 +354,37 @@ def test_missing_file(cli, tmp_path: Path) -> None:
     assert r.code == 2 and "nope.arrows" in only_error_line(r)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_that_cannot_be_written_is_an_error_not_a_crash(isthmus_binary: str, venv_python: str, tmp_path: Path) -> None:
+    """A full disk (/dev/full), a closed stdout and a closed pipe with SIGPIPE ignored: one
+    error line and exit 2 from every command that writes to stdout, never a trap, never a
+    silent exit 0 with the output lost."""
+    a = tmp_path / "a.arrows"
+    write_arrows(a, rich_table())
+    (tmp_path / "u.py").write_text("def f(batch):\n    return batch\n")
+    runs = [(args, target) for target in ("full", "closed")
+            for args in (["inspect", str(a), "--rows", "3"], ["udfs", str(tmp_path / "u.py"), "--python", venv_python],
+                         ["--version"], ["keys", str(tmp_path / f"key-{target}")])]
+    for args, target in runs:
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([isthmus_binary, *args], stdout=full if target == "full" else None, stderr=subprocess.PIPE,
+                               timeout=60, preexec_fn=None if target == "full" else (lambda: os.close(1)))
+        err = p.stderr.decode()
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        expected = "No space left on device" if target == "full" else "Bad file descriptor"
+        assert p.returncode == 2 and lines == [f"error: cannot write '-': {expected}"], (args, target, p.returncode, err)
+        assert "Fatal error" not in err and "crashed" not in err, (args, err)
+    # A reader that goes away while SIGPIPE is ignored: EPIPE, not a trap.
+    big = tmp_path / "big.arrows"
+    write_arrows(big, pa.table({"s": ["x" * 40] * 20000}))
+    p = subprocess.Popen([isthmus_binary, "inspect", str(big), "--rows", "20000"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, restore_signals=False)
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 2 and err == "error: cannot write '-': Broken pipe\n", err
+
+
 def test_unknown_extension(cli, tmp_path: Path) -> None:
     src = tmp_path / "data.foo"
     src.write_text("a\n1\n")
