@@ -877,7 +877,7 @@ final class PoolIO: @unchecked Sendable {
             b.failures += 1
             b.lastCause = cause.description
             if b.failures > configuration.maxRetries {
-                fail(BridgeError(.workerFailed, "stage \(configuration.stageNames) batch \(b.sequence) rows \(rowRange(b)): worker failed \(b.failures) times (last: \(cause))", detail: traceback))
+                fail(BridgeError(.workerFailed, "stage \(configuration.stageNames) batch \(b.sequence) rows \(rowRange(b)): worker failed \(b.failures == 1 ? "once" : "\(b.failures) times") (last: \(cause))", detail: traceback))
                 return
             }
             b.attempt += 1
@@ -891,7 +891,7 @@ final class PoolIO: @unchecked Sendable {
         }
         s.restartsWithoutProgress += 1
         if s.restartsWithoutProgress > configuration.maxRetries + 2 {
-            fail(BridgeError(.workerFailed, "worker \(s.index) failed \(s.restartsWithoutProgress) times in a row without finishing a batch (last: \(cause))", detail: traceback))
+            fail(BridgeError(.workerFailed, "worker \(s.index) failed \(s.restartsWithoutProgress == 1 ? "once" : "\(s.restartsWithoutProgress) times in a row") without finishing a batch (last: \(cause))", detail: traceback))
             return
         }
         if remote {

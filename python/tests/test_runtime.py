@@ -96,6 +96,36 @@ def test_generator_that_stops_early_is_an_error() -> None:
     assert "must consume its whole input" in info.value.message
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise TypeError("no text for you")
+
+
+def test_an_exception_whose_str_raises_is_reported_not_a_crash() -> None:
+    """A user exception class with a broken __str__ is still a user error with its type and a
+    traceback; before, formatting it raised inside the worker, which then died (exit 1) and
+    was retried as a crash."""
+    def raises(batch):  # type: ignore[no-untyped-def]
+        raise _Unprintable()
+
+    with pytest.raises(UDFError) as info:
+        run_udf(raises, DATA)
+    assert (info.value.kind, info.value.exc_type) == ("user", "_Unprintable")
+    assert info.value.message == "<_Unprintable whose __str__ raised TypeError>"
+    assert "raise _Unprintable()" in info.value.traceback
+
+    class Model:
+        def setup(self) -> None:
+            raise _Unprintable()
+
+        def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+            return batch
+
+    with pytest.raises(UDFError) as info:
+        run_udf(Model, DATA)
+    assert "setup() failed: _Unprintable: <_Unprintable whose __str__ raised TypeError>" in info.value.message
+
+
 def test_class_udf_setup_once_and_teardown() -> None:
     events = []
 

@@ -37,6 +37,15 @@ def format_user_traceback(exc: BaseException) -> str:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def exc_text(exc: BaseException) -> str:
+    """``str(exc)``, or a description when the exception's own ``__str__`` raises: a UDF's
+    broken exception class must still give a one-line cause, not kill the worker."""
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - any failure of user code
+        return f"<{type(exc).__name__} whose __str__ raised {type(inner).__name__}>"
+
+
 def exc_type_name(exc: BaseException) -> str:
     """The exception's class name as users wrote it (``ValueError``)."""
     return type(exc).__name__

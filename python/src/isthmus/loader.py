@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._tb import exc_type_name, format_user_traceback
+from ._tb import exc_text, exc_type_name, format_user_traceback
 from .errors import LoaderError, UDFDefinitionError
 from .udf import UDFSpec, clear_module, get_spec, make_spec, registered, spec_for
 
@@ -126,11 +126,11 @@ def _import_file(location: str) -> types.ModuleType:
 
 def _import_failed(display: str, exc: BaseException) -> LoaderError:
     if isinstance(exc, UDFDefinitionError):
-        message = f"importing {display} failed: {exc}"
+        message = f"importing {display} failed: {exc_text(exc)}"
     elif isinstance(exc, SystemExit):
         message = f"importing {display} failed: the module called sys.exit({exc.code!r})"
     else:
-        message = f"importing {display} failed: {exc_type_name(exc)}: {exc}"
+        message = f"importing {display} failed: {exc_type_name(exc)}: {exc_text(exc)}"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.split(".", 1)[0]
         message += f" (install it in the worker's environment: {sys.executable} -m pip install {top})"
@@ -215,7 +215,7 @@ def _instantiate(spec: UDFSpec, display: str) -> tuple[Callable[..., Any], Any]:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise LoaderError(
-            f"{display}: creating {spec.qualname}() failed: {exc_type_name(exc)}: {exc}",
+            f"{display}: creating {spec.qualname}() failed: {exc_type_name(exc)}: {exc_text(exc)}",
             exc_type=exc_type_name(exc),
             traceback=format_user_traceback(exc),
         ) from exc
@@ -227,7 +227,7 @@ def _instantiate(spec: UDFSpec, display: str) -> tuple[Callable[..., Any], Any]:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise LoaderError(
-                f"{display}: {spec.qualname}.setup() failed: {exc_type_name(exc)}: {exc}",
+                f"{display}: {spec.qualname}.setup() failed: {exc_type_name(exc)}: {exc_text(exc)}",
                 exc_type=exc_type_name(exc),
                 traceback=format_user_traceback(exc),
             ) from exc

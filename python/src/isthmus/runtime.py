@@ -24,7 +24,7 @@ import pyarrow as pa
 import zmq
 
 from . import protocol as P
-from ._tb import exc_type_name, format_user_traceback
+from ._tb import exc_text, exc_type_name, format_user_traceback
 from ._version import HELPER_VERSION, PROTOCOL_VERSION
 from .adapters import OutputNormalizer, combine, format_schema, has_dictionary, input_converter
 from .errors import LoaderError, ProtocolError, RowError, SchemaError
@@ -401,7 +401,7 @@ class Stage:
             raise StageFailure(self.index, self._report("user", exc)) from None
 
     def _report(self, kind: str, exc: BaseException, retryable: bool = False) -> P.ErrorReport:
-        message = str(exc)
+        message = exc_text(exc)
         if isinstance(exc, SystemExit):
             message = f"the UDF called sys.exit({exc.code!r})"
         elif kind == "oom" and not message:
@@ -425,7 +425,7 @@ class Stage:
         try:
             self.udf.teardown()
         except Exception as exc:
-            log(f"stage {self.name}: teardown() failed: {exc_type_name(exc)}: {exc}")
+            log(f"stage {self.name}: teardown() failed: {exc_type_name(exc)}: {exc_text(exc)}")
 
 
 # -- Environment helpers --------------------------------------------------------------------
@@ -1127,7 +1127,7 @@ class Worker:
                     "",
                 )
             except Exception as exc:  # anything else while loading is still a setup failure
-                self._setup_failed(index, ref.name, exc_type_name(exc), f"stage {ref.name}: {exc}", format_user_traceback(exc))
+                self._setup_failed(index, ref.name, exc_type_name(exc), f"stage {ref.name}: {exc_text(exc)}", format_user_traceback(exc))
         shm_ok: bool | None = None
         shm_error: str | None = None
         if doc.shm is not None:
