@@ -385,6 +385,55 @@ def test_stdout_that_cannot_be_written_is_an_error_not_a_crash(isthmus_binary: s
     assert p.wait(timeout=60) == 2 and err == "error: cannot write '-': Broken pipe\n", err
 
 
+def test_outputs_that_are_not_regular_files_are_written_not_replaced(cli, tmp_path: Path) -> None:
+    """A FIFO (and a device, where the test may create one) is written to, not replaced by a
+    regular file; a symbolic link keeps pointing where it did and its target gets the output; a
+    folder is a one-line error."""
+    import stat
+    import threading
+
+    src = tmp_path / "in.arrows"
+    write_arrows(src, pa.table({"x": [1, 2, 3]}))
+    expected = b'{"x":1}\n{"x":2}\n{"x":3}\n'
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = cli("convert", src, fifo, "--to", "jsonl")
+    reader.join(timeout=30)
+    assert r.code == 0, r.stderr
+    assert got == [expected] and stat.S_ISFIFO(fifo.lstat().st_mode)
+
+    if os.geteuid() == 0:  # a private copy of /dev/null: a regression cannot harm the real one
+        node = tmp_path / "null"
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        r = cli("convert", src, node, "--to", "jsonl")
+        assert r.code == 0, r.stderr
+        assert stat.S_ISCHR(node.lstat().st_mode)
+
+    target = tmp_path / "target.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to("target.jsonl")
+    r = cli("convert", src, link)
+    assert r.code == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == "target.jsonl" and target.read_bytes() == expected
+
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to("created.jsonl")
+    r = cli("convert", src, dangling)
+    assert r.code == 0, r.stderr
+    assert dangling.is_symlink() and (tmp_path / "created.jsonl").read_bytes() == expected
+
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    r = cli("convert", src, folder)
+    assert r.code == 2 and only_error_line(r) == f"error: cannot write output '{folder}': expected a file, found a folder"
+    assert temp_leftovers(tmp_path) == []
+
+
 def test_unknown_extension(cli, tmp_path: Path) -> None:
     src = tmp_path / "data.foo"
     src.write_text("a\n1\n")

@@ -185,14 +185,19 @@ public final class MappedPages: @unchecked Sendable {
 
 /// An output file written under a temporary name in the same folder and renamed over
 /// `path` by `commit()`, so a failed run leaves no file that looks complete and an
-/// existing file is replaced only on success. `-` writes to stdout directly.
-/// Writes are buffered; `flush()` pushes them to the descriptor.
+/// existing file is replaced only on success. `-` writes to stdout directly, and so does a
+/// path that names something other than a regular file (a device such as /dev/null, a FIFO,
+/// a socket): renaming over it would replace it with a file. A symbolic link is followed: the
+/// file it points to is replaced, the link stays. Writes are buffered; `flush()` pushes them
+/// to the descriptor.
 public final class OutputFile: ByteSink {
     /// The final path (`-` for stdout).
     public let path: String
     /// The temporary path written until `commit()` (nil for stdout).
     public let temporaryPath: String?
     private var fd: Int32
+    /// Whether `commit()` closes `fd` (a device or FIFO opened by path; not stdout).
+    private var closesDescriptor = false
     private let buffer = BufferBuilder(capacity: 1 << 16)
     private var done = false
     /// The temporary file's entry in `MappedFileFaults` (deleted if an input fault ends the process).
@@ -206,9 +211,22 @@ public final class OutputFile: ByteSink {
             temporaryPath = nil
             return
         }
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var st = stat()
+        if stat(path, &st) == 0 && st.st_mode & S_IFMT != S_IFREG {
+            if st.st_mode & S_IFMT == S_IFDIR {
+                throw ArrowError(.io, "cannot write output '\(path)': expected a file, found a folder")
+            }
+            let f = open(path, O_WRONLY | O_CLOEXEC)
+            guard f >= 0 else { throw ArrowError(.io, "cannot open output '\(path)': \(errnoText())") }
+            fd = f
+            closesDescriptor = true
+            temporaryPath = nil
+            return
+        }
+        let target = Self.followingLinks(path)
+        let slash = target.lastIndex(of: "/")
+        let dir = slash.map { String(target[..<$0]) } ?? "."
+        let base = slash.map { String(target[target.index(after: $0)...]) } ?? target
         var template = Array("\(dir.isEmpty ? "/" : dir)/.\(base).tmp-XXXXXX".utf8CString)
         let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard f >= 0 else { throw ArrowError(.io, "cannot create output '\(path)': \(errnoText())") }
@@ -216,7 +234,31 @@ public final class OutputFile: ByteSink {
         fd = f
         let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         temporaryPath = temporary
+        renameTarget = target
         faultEntry = MappedFileFaults.removeOnFault(temporary)
+    }
+
+    /// Where the temporary file is renamed to: `path`, or the file a symbolic link at `path`
+    /// points to (through every link; a dangling link's target is created).
+    private var renameTarget: String?
+
+    static func followingLinks(_ path: String) -> String {
+        var current = path
+        for _ in 0..<40 {  // the kernel's own limit on nested links
+            var st = stat()
+            guard lstat(current, &st) == 0, st.st_mode & S_IFMT == S_IFLNK else { return current }
+            var link = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(current, &link, Int(PATH_MAX))
+            guard n > 0 else { return current }
+            let destination = String(decoding: link.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if destination.hasPrefix("/") {
+                current = destination
+            } else {
+                let folder = current.lastIndex(of: "/").map { String(current[...$0]) } ?? ""
+                current = folder + destination
+            }
+        }
+        return current
     }
 
     deinit { if !done { abandon() } }
@@ -257,11 +299,14 @@ public final class OutputFile: ByteSink {
         guard !done else { return }
         try drain()
         done = true
-        guard let temporaryPath else { return }
+        guard let temporaryPath, let renameTarget else {
+            if closesDescriptor, close(fd) != 0 { throw ArrowError(.io, "cannot write '\(path)': \(errnoText())") }
+            return
+        }
         close(fd)
         // Renamed (or removed) before the fault handler forgets it: no moment without either.
         defer { if let faultEntry { MappedFileFaults.keepOnFault(faultEntry) } }
-        guard rename(temporaryPath, path) == 0 else {
+        guard rename(temporaryPath, renameTarget) == 0 else {
             let reason = errnoText()
             unlink(temporaryPath)
             throw ArrowError(.io, "cannot move output into place at '\(path)': \(reason)")
@@ -272,6 +317,7 @@ public final class OutputFile: ByteSink {
     public func abandon() {
         guard !done else { return }
         done = true
+        if closesDescriptor { close(fd) }
         if let temporaryPath {
             close(fd)
             unlink(temporaryPath)
