@@ -38,13 +38,27 @@ struct CLIFailure: Error, CustomStringConvertible {
             }
             let message = command.fullMessage(for: error)
             let lines = message.split(separator: "\n", omittingEmptySubsequences: true)
-            let first = lines.first.map(String.init) ?? "\(error)"
-            printError(first.hasPrefix("Error: ") ? String(first.dropFirst(7)) : first)
-            if let usage = lines.first(where: { $0.hasPrefix("Usage:") }) {
-                FileHandle.standardError.write(Data((usage + "\n  See 'isthmus help' for more.\n").utf8))
-            }
+            var first = lines.first.map(String.init) ?? "\(error)"
+            if first.hasPrefix("Error: ") { first = String(first.dropFirst(7)) }
+            first = negativeValueMessage(first, arguments: Array(CommandLine.arguments.dropFirst())) ?? first
+            // One line, as every error: where to read more instead of the usage synopsis.
+            let usage = lines.first { $0.hasPrefix("Usage: ") }?.dropFirst(7).split(separator: " ")
+            let path = usage.map { words in words.prefix { !$0.hasPrefix("<") && !$0.hasPrefix("[") && !$0.hasPrefix("-") } }
+            let help = (path?.isEmpty ?? true) ? "isthmus --help" : path!.joined(separator: " ") + " --help"
+            printError("\(first) (see '\(help)')")
             return 2
         }
+    }
+
+    /// The argument parser reads `--linger -1` as a flag without its value ("Missing value for
+    /// '--linger <linger>'"); say what was found instead. Nil when that is not the case.
+    static func negativeValueMessage(_ message: String, arguments: [String]) -> String? {
+        guard message.hasPrefix("Missing value for '"),
+              let flag = message.dropFirst("Missing value for '".count).split(separator: " ").first.map({ String($0.filter { $0 != "'" }) }),
+              let at = arguments.firstIndex(of: flag), at + 1 < arguments.count else { return nil }
+        let value = arguments[at + 1]
+        guard value.count > 1, value.hasPrefix("-"), value.dropFirst().first.map({ $0.isNumber || $0 == "." }) == true else { return nil }
+        return "\(flag): expected a value of 0 or more, found '\(value)'"
     }
 
     /// Writes `error: message` (and detail lines) to stderr.

@@ -456,6 +456,27 @@ def test_bad_flags(cli, tmp_path: Path) -> None:
         assert not (tmp_path / "out.arrows").exists()
 
 
+def test_usage_errors_are_one_line_and_say_what_was_found(cli, tmp_path: Path) -> None:
+    """Argument-parser errors are one line (no usage synopsis after it), and a negative number
+    given to an option is named as such, not as a missing value."""
+    src = tmp_path / "in.csv"
+    src.write_text("a\n1\n")
+    cases = [
+        (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--linger", "-1"],
+         "error: --linger: expected a value of 0 or more, found '-1' (see 'isthmus run --help')"),
+        (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--workers", "-2"],
+         "error: --workers: expected a value of 0 or more, found '-2' (see 'isthmus run --help')"),
+        (["convert", src, tmp_path / "o.arrows", "--infer-rows", "-1"],
+         "error: --infer-rows: expected a value of 0 or more, found '-1' (see 'isthmus convert --help')"),
+        (["convert", src], "error: Missing expected argument '<output>' (see 'isthmus convert --help')"),
+        (["frobnicate"], "error: Unexpected argument 'frobnicate' (see 'isthmus --help')"),
+    ]
+    for args, line in cases:
+        r = cli(*args)
+        assert r.code == 2 and r.stderr == line + "\n", (args, r.stderr)
+    assert not (tmp_path / "o.arrows").exists()
+
+
 def test_malformed_csv(cli, tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
     src.write_text("a,b\n1,x\n2,y\n3,z,extra\n")
