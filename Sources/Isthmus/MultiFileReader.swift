@@ -22,7 +22,7 @@ public final class MultiFileReader: BatchReader {
         self.paths = paths
         self.format = format
         self.options = options
-        current = try Formats.openReader(path: first, format: format, options: options)
+        current = try FileNamingReader.open(first) { try Formats.openReader(path: first, format: format, options: options) }
         schema = current.schema
     }
 
@@ -36,7 +36,8 @@ public final class MultiFileReader: BatchReader {
             }
             index += 1
             guard index < paths.count else { return nil }
-            current = try Formats.openReader(path: paths[index], format: format, options: options)
+            let path = paths[index]
+            current = try FileNamingReader.open(path) { try Formats.openReader(path: path, format: format, options: options) }
         }
     }
 

@@ -42,7 +42,8 @@ public struct Pipeline: Sendable {
             if let files = try MultiFileReader.expand(path, format: format) {
                 return try MultiFileReader(paths: files, format: format, options: options)
             }
-            return try Formats.openReader(path: path, format: format, options: options)
+            let name = path == "-" ? "stdin" : path
+            return try FileNamingReader.open(name) { try Formats.openReader(path: path, format: format, options: options) }
         }
     }
 

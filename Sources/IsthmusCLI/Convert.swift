@@ -158,7 +158,6 @@ enum FormatFlags {
 
     /// A data error from reading `path`, with the path in front of the message.
     static func inInput(_ error: Error, path: String) -> Error {
-        guard let e = error as? ArrowError, e.code != .io else { return error }
-        return ArrowError(e.code, "\(displayName(path)): \(e.message)", offset: e.offset)
+        (error as? ArrowError)?.reading(displayName(path)) ?? error
     }
 }

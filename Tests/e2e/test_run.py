@@ -437,6 +437,28 @@ def test_directory_and_glob_inputs_read_every_file_in_name_order(tmp_path):
     assert r.returncode == 2 and "nothing-*.arrows" in error_line(r)
 
 
+def test_a_malformed_input_file_is_named_in_the_error(tmp_path):
+    """Which file is bad: one truncated input, an empty file among a folder's files, and an
+    Arrow file read as CSV each give one line that begins with the file's path, exit 1 and no
+    output."""
+    good = pa.table({"id": pa.array(range(100), pa.int64()), "x": pa.array([float(i) for i in range(100)])})
+    write_stream(tmp_path / "good.arrows", good)
+    data = (tmp_path / "good.arrows").read_bytes()
+    (tmp_path / "cut.arrows").write_bytes(data[: len(data) // 2])
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_stream(folder / "a.arrows", good)
+    (folder / "b.arrows").write_bytes(b"")
+    out = tmp_path / "out.arrows"
+    for args, name in ((["--input", str(tmp_path / "cut.arrows")], str(tmp_path / "cut.arrows")),
+                       (["--input", str(folder)], str(folder / "b.arrows")),
+                       (["--input", str(tmp_path / "good.arrows"), "--from", "csv"], str(tmp_path / "good.arrows"))):
+        r = run_cli("run", *args, "--output", str(out), "--udf", f"{udf('basic.py')}:linear")
+        assert r.returncode == 1, r.stderr.decode()
+        assert error_line(r).startswith(f"error: {name}: "), (args, r.stderr.decode())
+        assert not out.exists()
+
+
 def test_unordered_output_has_every_row_once(tmp_path):
     r, out = run_w1(tmp_path, f"{udf('basic.py')}:linear", "--unordered", "--workers", "2", "--batch-rows", "500", n=10_000)
     ok(r)

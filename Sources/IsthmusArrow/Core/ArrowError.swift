@@ -47,4 +47,36 @@ public struct ArrowError: Error, Sendable, Equatable, CustomStringConvertible {
         if let offset { return "\(message) (at byte offset \(offset))" }
         return message
     }
+
+    /// This error as one from reading the file `name`: its message begins with the name, so
+    /// a run over many inputs says which one is malformed. I/O and input-changed errors
+    /// already name their file and stay as they are.
+    public func reading(_ name: String) -> ArrowError {
+        guard code != .io, code != .inputChanged, !message.hasPrefix("\(name): ") else { return self }
+        return ArrowError(code, "\(name): \(message)", offset: offset)
+    }
+}
+
+/// A reader whose data errors name the file it reads (`ArrowError.reading(_:)`).
+public final class FileNamingReader: BatchReader {
+    private let base: BatchReader
+    /// The name errors begin with.
+    public let name: String
+
+    /// Wraps `base`, which reads `name`.
+    public init(_ base: BatchReader, name: String) {
+        self.base = base
+        self.name = name
+    }
+
+    /// Opens a reader with `open`, naming `name` in the errors of opening it and of reading it.
+    public static func open(_ name: String, _ open: () throws -> BatchReader) throws -> FileNamingReader {
+        do { return FileNamingReader(try open(), name: name) } catch let e as ArrowError { throw e.reading(name) }
+    }
+
+    public var schema: Schema { base.schema }
+
+    public func next() throws -> RecordBatch? {
+        do { return try base.next() } catch let e as ArrowError { throw e.reading(name) }
+    }
 }
