@@ -134,7 +134,7 @@ final class PythonNode: Node, @unchecked Sendable {
             throw PipelineError("--key: expected a column named '\(key)' but found only \(schema.fields.map(\.name).joined(separator: ", "))", usage: true)
         }
         let config = options.poolConfiguration(stages: stages, inputSchema: schema, log: log)
-        let pool = try WorkerPool(config)
+        let pool = try control.map { try $0.startingWorkers { try WorkerPool(config) } } ?? WorkerPool(config)
         readySeconds.withLock { $0 = MonotonicClock.seconds() - startedAt }
         self.pool = pool
         if options.keepInput, let declared = pool.declaredOutputSchema {
@@ -182,6 +182,16 @@ final class PythonNode: Node, @unchecked Sendable {
             if case .hash(let key) = options.partitioning { return HashPartitioner(column: schema.index(of: key)!, slots: options.workers) }
             return nil
         }()
+        // Set when a stop request drops pieces of a batch already read: the rows kept must stay
+        // a prefix of the input, so the batcher's remainder (rows after them) is dropped too.
+        var stopping = false
+        func submitInOrder(_ pieces: [RecordBatch]) throws {
+            for piece in pieces {
+                // A large input batch cut into many small ones: stop between them, not after all.
+                if control?.isStopped == true { stopping = true; return }
+                try submit(piece)
+            }
+        }
         func submit(_ b: RecordBatch) throws {
             sentAny = true
             switch options.partitioning {
@@ -207,27 +217,29 @@ final class PythonNode: Node, @unchecked Sendable {
                 switch try channel.receive(until: Date(timeIntervalSinceNow: wait)) {
                 case .item(let b):
                     guard adaptive.value != nil else {
-                        for ready in batcher.push(b, now: monotonic()) { try submit(ready) }
+                        try submitInOrder(batcher.push(b, now: monotonic()))
+                        if stopping { break loop }
                         continue
                     }
                     // With a latency target, a large input is cut one batch at a time, each at
                     // the size chosen from the answers so far (submit blocks while the window is
                     // full, so the answers arrive between cuts).
                     var offset = 0
-                    while offset < b.length {
+                    while offset < b.length && !stopping {
                         if let rows = adaptive.value?.rows { batcher.maxRows = rows }
                         let take = Swift.min(batcher.maxRows, b.length - offset)
                         let piece = offset == 0 && take == b.length ? b : b.slice(offset, take)
-                        for ready in batcher.push(piece, now: monotonic()) { try submit(ready) }
+                        try submitInOrder(batcher.push(piece, now: monotonic()))
                         offset += take
                     }
+                    if stopping { break loop }
                 case .timedOut:
                     if let ready = batcher.expire(now: monotonic()) { try submit(ready) }
                 case .closed:
                     break loop
                 }
             }
-            if let rest = batcher.flush() { try submit(rest) }
+            if !stopping, let rest = batcher.flush() { try submit(rest) }
             if !sentAny {
                 // No rows at all: send one empty batch so the output schema is still known.
                 emptyProbe = true

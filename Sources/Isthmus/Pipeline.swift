@@ -239,6 +239,17 @@ public final class RunControl: Sendable {
     public func stop() { stopped.withLock { $0 = true } }
     /// Whether `stop()` was called.
     public var isStopped: Bool { stopped.value }
+
+    private let starting = Locked(0)
+    /// Whether a Python stage is starting its workers (waiting for READY, up to the startup
+    /// timeout): nothing is in flight yet, so a stop request has nothing to finish.
+    public var isStartingWorkers: Bool { starting.value > 0 }
+    /// Runs `body` (a pool's start) with `isStartingWorkers` true.
+    func startingWorkers<T>(_ body: () throws -> T) rethrows -> T {
+        starting.withLock { $0 += 1 }
+        defer { starting.withLock { $0 -= 1 } }
+        return try body()
+    }
 }
 
 /// A live view of a run for progress lines.

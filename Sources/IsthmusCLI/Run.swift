@@ -6,6 +6,10 @@ import IsthmusBridge
 
 /// `isthmus run`: read, run Python stages, write.
 struct RunCommand: ParsableCommand {
+    /// The most workers a run starts: each is a Python process (tens of MiB at least), and a
+    /// mistyped count must not fork the machine to a halt.
+    static let maxWorkers = 1024
+
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run Python functions as map stages over a file or stream.",
@@ -80,7 +84,9 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if udf.isEmpty { throw ValidationError("expected at least one --udf FILE.py:NAME but found none") }
-        if workers < 1 { throw ValidationError("--workers: expected at least 1 but found \(workers)") }
+        if workers < 1 || workers > Self.maxWorkers {
+            throw ValidationError("--workers: expected 1 to \(Self.maxWorkers) but found \(workers)")
+        }
         if let credits, credits < 1 { throw ValidationError("--credits: expected at least 1 but found \(credits)") }
         if batchRows < 1 { throw ValidationError("--batch-rows: expected at least 1 but found \(batchRows)") }
         if maxRetries < 0 { throw ValidationError("--max-retries: expected 0 or more but found \(maxRetries)") }

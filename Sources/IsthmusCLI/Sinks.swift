@@ -25,8 +25,15 @@ final class SignalTrap: @unchecked Sendable {
                     if self._received == nil { self._received = sig; return true }
                     return false
                 }
-                if first {
-                    FileHandle.standardError.write(Data("isthmus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received; finishing batches in flight (send it again to stop at once)\n".utf8))
+                let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+                if first && control.isStartingWorkers {
+                    // Nothing in flight to finish, and the startup wait can last the whole
+                    // startup timeout: stop at once (the workers die with the host).
+                    FileHandle.standardError.write(Data("isthmus: \(name) received while the workers were starting; stopping\n".utf8))
+                    self.onSecondSignal?()
+                    _exit(128 + sig)
+                } else if first {
+                    FileHandle.standardError.write(Data("isthmus: \(name) received; finishing batches in flight (send it again to stop at once)\n".utf8))
                     control.stop()
                 } else {
                     self.onSecondSignal?()

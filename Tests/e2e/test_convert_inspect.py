@@ -466,6 +466,8 @@ def test_usage_errors_are_one_line_and_say_what_was_found(cli, tmp_path: Path) -
          "error: --linger: expected a value of 0 or more, found '-1' (see 'isthmus run --help')"),
         (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--workers", "-2"],
          "error: --workers: expected a value of 0 or more, found '-2' (see 'isthmus run --help')"),
+        (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--workers", "100000"],
+         "error: --workers: expected 1 to 1024 but found 100000 (see 'isthmus run --help')"),
         (["convert", src, tmp_path / "o.arrows", "--infer-rows", "-1"],
          "error: --infer-rows: expected a value of 0 or more, found '-1' (see 'isthmus convert --help')"),
         (["convert", src], "error: Missing expected argument '<output>' (see 'isthmus convert --help')"),

@@ -118,6 +118,51 @@ def test_first_signal_drains_and_leaves_a_valid_prefix(tmp_path, sig, code):
     assert f"interrupted: {n} rows written" in err
 
 
+def test_first_signal_stops_between_the_pieces_of_one_large_input_batch(tmp_path):
+    """An input message of 100,000 rows cut into 100-row batches: the stop comes between the
+    pieces, not after all 1,000 of them (before, the run finished the whole message: at 50 ms
+    a batch, 50 s after the signal)."""
+    src = tmp_path / "in.arrows"
+    write_w1(src, 200_000, chunk=100_000)
+    out = tmp_path / "out.arrow"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
+               "--workers", "1", "--batch-rows", "100"], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": "0.05", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
+    wait_for_progress(tmp_path / "progress", p)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=40)
+    err = err.decode()
+    assert p.returncode == 130, err
+    got = ipc.open_file(str(out)).read_all()
+    n = got.num_rows
+    assert 0 < n < 100_000 and n % 100 == 0, n  # whole batches, a prefix of the first message
+    assert got.column("id").to_pylist() == list(range(n))
+    assert f"interrupted: {n} rows written" in err
+
+
+def test_signal_while_the_workers_start_stops_at_once(tmp_path):
+    """Workers still importing (here: a module that sleeps 60 s at import) have nothing in
+    flight: SIGTERM stops the run at once instead of waiting out the startup."""
+    slow_import = tmp_path / "slow_import.py"
+    slow_import.write_text("import time\ntime.sleep(60)\n\ndef f(batch):\n    return batch\n")
+    src = tmp_path / "in.arrows"
+    write_w1(src, 1000)
+    out = tmp_path / "out.arrow"
+    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{slow_import}:f", "--workers", "2"], tmp_path)
+    workers = wait_for_workers(p, 2)
+    time.sleep(0.5)  # into the import
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    err = err.decode()
+    assert p.returncode == 143, err
+    assert "isthmus: SIGTERM received while the workers were starting; stopping" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.arrow.tmp-*"))
+    deadline = time.time() + 10
+    while any(alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "workers outlived the host"
+
+
 def test_second_signal_stops_at_once_without_output(tmp_path):
     src = tmp_path / "in.arrows"
     write_w1(src, 200_000)
