@@ -97,7 +97,7 @@ struct RunCommand: ParsableCommand {
         options.workers = workers
         options.credits = credits
         options.batchRows = batchRows
-        options.batchBytes = try parseSize(batchBytes, flag: "--batch-bytes")
+        options.batchBytes = try parseSize(batchBytes, flag: "--batch-bytes", atLeast: 1)
         options.linger = try parseDuration(linger, flag: "--linger")
         if let python { options.python = python }
         if let targetLatency { options.targetLatency = try parseDuration(targetLatency, flag: "--target-latency") }
@@ -106,7 +106,7 @@ struct RunCommand: ParsableCommand {
         options.startupTimeout = try parseDuration(startupTimeout, flag: "--startup-timeout")
         options.ordered = !unordered
         options.keepInput = keepInput
-        options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes")
+        options.maxResultBytes = try parseSize(maxResultBytes, flag: "--max-result-bytes", atLeast: 1)
         options.sharedMemoryBytes = try parseArenaSize(shmArena)
         guard let sharing = PoolConfiguration.InputSharing(rawValue: shareInput) else {
             throw CLIFailure.usage("--share-input: expected auto, on or off but found '\(shareInput)'")
@@ -240,10 +240,11 @@ func parseDuration(_ text: String, flag: String) throws -> Double {
     return v
 }
 
-func parseSize(_ text: String, flag: String) throws -> Int {
+func parseSize(_ text: String, flag: String, atLeast minimum: Int = 0) throws -> Int {
     guard let v = Units.size(text) else {
         throw CLIFailure.usage("\(flag): expected a size like 1048576, 64K, 8Mi or 1G but found '\(text)'")
     }
+    guard v >= minimum else { throw CLIFailure.usage("\(flag): expected at least \(minimum) byte\(minimum == 1 ? "" : "s") but found '\(text)'") }
     return v
 }
 

@@ -236,6 +236,22 @@ def test_worker_memory_limit_is_reported_as_out_of_memory(tmp_path):
     assert "out of memory" in line
 
 
+def test_a_worker_memory_limit_too_small_to_start_is_a_usage_error(tmp_path):
+    """A limit below what the interpreter already holds after its imports fails every
+    allocation (before: a 'SystemError: compile returned NULL' traceback naming nothing)."""
+    src = tmp_path / "in.arrows"
+    write_w1(src, 1000)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "out.arrow"), "--udf", f"{udf('basic.py')}:linear",
+               "--workers", "1", "--worker-memory-limit", "1"], tmp_path)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert p.returncode == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: ISTHMUS_MEMORY_LIMIT=1 (--worker-memory-limit): expected at least "), err
+    assert "MiB of address space after importing its libraries" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out.arrow").exists()
+
+
 def test_version_mismatch_names_both_versions(tmp_path):
     src = tmp_path / "in.arrows"
     write_w1(src, 10)

@@ -99,6 +99,23 @@ def parse_size(text: str) -> int:
     return int(value * _SIZE_UNITS[unit])
 
 
+#: Address space a worker needs beyond what it holds after its imports: the runtime, the
+#: UDF's module and the first batches.
+_MEMORY_HEADROOM = 64 << 20
+
+
+def _address_space_bytes() -> int:
+    """This process's address space (VmSize), or 0 where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _apply_memory_limit() -> None:
     text = os.environ.get("ISTHMUS_MEMORY_LIMIT", "").strip()
     if not text:
@@ -107,6 +124,17 @@ def _apply_memory_limit() -> None:
         limit = parse_size(text)
     except ValueError as exc:
         _fail(f"ISTHMUS_MEMORY_LIMIT: {exc}", EXIT_USAGE)
+    # The limit caps address space, and the interpreter with pyarrow and numpy already holds
+    # hundreds of MiB of it: a limit below that plus room to import the rest would fail the
+    # next allocation anywhere (even compiling a module), with a traceback that names nothing.
+    in_use = _address_space_bytes()
+    if in_use and limit < in_use + _MEMORY_HEADROOM:
+        _fail(
+            f"ISTHMUS_MEMORY_LIMIT={text} (--worker-memory-limit): expected at least "
+            f"{(in_use + _MEMORY_HEADROOM + (1 << 20) - 1) >> 20} MiB, found {limit} bytes; the worker already uses "
+            f"{in_use >> 20} MiB of address space after importing its libraries",
+            EXIT_USAGE,
+        )
     try:
         import resource
 
