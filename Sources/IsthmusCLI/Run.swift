@@ -165,7 +165,11 @@ struct RunCommand: ParsableCommand {
         var pipeline = Pipeline(reading: input, format: inputFormat, options: readOptions)
         pipeline.log = { note($0) }
         if let select {
-            pipeline = pipeline.select(select.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            let names = select.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
+            guard !names.contains("") else {
+                throw CLIFailure.usage("--select: expected comma-separated column names but found '\(select)'")
+            }
+            pipeline = pipeline.select(names)
         }
         for ref in udf { pipeline = pipeline.python(ref, options: options) }
         let deadLetterFile = FileHolder()

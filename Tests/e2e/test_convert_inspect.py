@@ -461,6 +461,8 @@ def test_usage_errors_are_one_line_and_say_what_was_found(cli, tmp_path: Path) -
     given to an option is named as such, not as a missing value."""
     src = tmp_path / "in.csv"
     src.write_text("a\n1\n")
+    udf_file = tmp_path / "u.py"
+    udf_file.write_text("def f(batch):\n    return batch\n")
     cases = [
         (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--linger", "-1"],
          "error: --linger: expected a value of 0 or more, found '-1' (see 'isthmus run --help')"),
@@ -472,6 +474,8 @@ def test_usage_errors_are_one_line_and_say_what_was_found(cli, tmp_path: Path) -
          "error: --batch-bytes: expected at least 1 byte but found '0'"),
         (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--max-result-bytes", "0"],
          "error: --max-result-bytes: expected at least 1 byte but found '0'"),
+        (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", f"{udf_file}:f", "--select", "a,,b"],
+         "error: --select: expected comma-separated column names but found 'a,,b'"),
         (["convert", src, tmp_path / "o.arrows", "--infer-rows", "-1"],
          "error: --infer-rows: expected a value of 0 or more, found '-1' (see 'isthmus convert --help')"),
         (["convert", src], "error: Missing expected argument '<output>' (see 'isthmus convert --help')"),
