@@ -97,47 +97,49 @@ def fake_python(tmp_path, mode):
     return str(script)
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_first_signal_drains_and_leaves_a_valid_prefix(tmp_path, sig, code):
+def start_slow_run(tmp_path: Path, workers: int, batch_rows: int, delay: float, chunk: int = 1000) -> tuple[subprocess.Popen, Path]:
+    """A run of udfs/slow.py over 200,000 W1 rows (input messages of `chunk` rows), once a
+    worker has started a batch; returns the host and its output path."""
     src = tmp_path / "in.arrows"
-    write_w1(src, 200_000)
+    write_w1(src, 200_000, chunk=chunk)
     out = tmp_path / "out.arrow"
     p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "2", "--batch-rows", "1000"], tmp_path,
-              env={"ISTHMUS_TEST_DELAY": "0.05", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
-    wait_for_progress(tmp_path / "progress", p)  # a batch in flight: the drain must write it
-    time.sleep(0.3)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
+               "--workers", str(workers), "--batch-rows", str(batch_rows)], tmp_path,
+              env={"ISTHMUS_TEST_DELAY": str(delay), "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
+    wait_for_progress(tmp_path / "progress", p)
+    return p, out
+
+
+def interrupted_prefix(host: subprocess.Popen, out: Path, code: int, timeout: float) -> int:
+    """After a first signal: the exit code, an output holding a prefix of the input's ids, and
+    the 'interrupted' line with its row count, which is returned."""
+    _, err = host.communicate(timeout=timeout)
     err = err.decode()
-    assert p.returncode == code, err
+    assert host.returncode == code, err
     got = ipc.open_file(str(out)).read_all()
     n = got.num_rows
-    assert 0 < n < 200_000
     assert got.column("id").to_pylist() == list(range(n))
     assert f"interrupted: {n} rows written" in err
+    return n
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_first_signal_drains_and_leaves_a_valid_prefix(tmp_path, sig, code):
+    p, out = start_slow_run(tmp_path, workers=2, batch_rows=1000, delay=0.05)  # a batch in flight: the drain must write it
+    time.sleep(0.3)
+    p.send_signal(sig)
+    n = interrupted_prefix(p, out, code, timeout=60)
+    assert 0 < n < 200_000
 
 
 def test_first_signal_stops_between_the_pieces_of_one_large_input_batch(tmp_path):
     """An input message of 100,000 rows cut into 100-row batches: the stop comes between the
     pieces, not after all 1,000 of them (before, the run finished the whole message: at 50 ms
     a batch, 50 s after the signal)."""
-    src = tmp_path / "in.arrows"
-    write_w1(src, 200_000, chunk=100_000)
-    out = tmp_path / "out.arrow"
-    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "1", "--batch-rows", "100"], tmp_path,
-              env={"ISTHMUS_TEST_DELAY": "0.05", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
-    wait_for_progress(tmp_path / "progress", p)
+    p, out = start_slow_run(tmp_path, workers=1, batch_rows=100, delay=0.05, chunk=100_000)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=40)
-    err = err.decode()
-    assert p.returncode == 130, err
-    got = ipc.open_file(str(out)).read_all()
-    n = got.num_rows
+    n = interrupted_prefix(p, out, 130, timeout=40)
     assert 0 < n < 100_000 and n % 100 == 0, n  # whole batches, a prefix of the first message
-    assert got.column("id").to_pylist() == list(range(n))
-    assert f"interrupted: {n} rows written" in err
 
 
 def test_signal_while_the_workers_start_stops_at_once(tmp_path):
@@ -164,13 +166,7 @@ def test_signal_while_the_workers_start_stops_at_once(tmp_path):
 
 
 def test_second_signal_stops_at_once_without_output(tmp_path):
-    src = tmp_path / "in.arrows"
-    write_w1(src, 200_000)
-    out = tmp_path / "out.arrow"
-    p = start(["run", "--input", str(src), "--output", str(out), "--udf", f"{udf('slow.py')}:slow_linear",
-               "--workers", "1", "--batch-rows", "1000"], tmp_path,
-              env={"ISTHMUS_TEST_DELAY": "0.5", "ISTHMUS_TEST_PROGRESS": str(tmp_path / "progress")})
-    wait_for_progress(tmp_path / "progress", p)
+    p, out = start_slow_run(tmp_path, workers=1, batch_rows=1000, delay=0.5)
     p.send_signal(signal.SIGINT)
     time.sleep(0.2)
     p.send_signal(signal.SIGINT)
@@ -224,32 +220,31 @@ def test_sigstop_worker_is_replaced_by_the_batch_deadline(tmp_path):
     assert got.column("id").to_pylist() == list(range(20_000))
 
 
-def test_worker_memory_limit_is_reported_as_out_of_memory(tmp_path):
+def run_with_memory_limit(tmp_path: Path, udf_ref: str, limit: str) -> tuple[int, str, str]:
+    """One run with --worker-memory-limit: its exit code, stderr and its one error line."""
     src = tmp_path / "in.arrows"
     write_w1(src, 10)
-    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('slow.py')}:hog",
-               "--workers", "1", "--worker-memory-limit", "1Gi"], tmp_path)
+    p = start(["run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", udf_ref,
+               "--workers", "1", "--worker-memory-limit", limit], tmp_path)
     _, err = p.communicate(timeout=120)
     err = err.decode()
-    assert p.returncode == 1, err
-    line = [l for l in err.splitlines() if l.startswith("error: ")][0]
-    assert "out of memory" in line
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and not (tmp_path / "o.arrows").exists(), err
+    return p.returncode, err, lines[0]
+
+
+def test_worker_memory_limit_is_reported_as_out_of_memory(tmp_path):
+    code, err, line = run_with_memory_limit(tmp_path, f"{udf('slow.py')}:hog", "1Gi")
+    assert code == 1 and "out of memory" in line, err
 
 
 def test_a_worker_memory_limit_too_small_to_start_is_a_usage_error(tmp_path):
     """A limit below what the interpreter already holds after its imports fails every
     allocation (before: a 'SystemError: compile returned NULL' traceback naming nothing)."""
-    src = tmp_path / "in.arrows"
-    write_w1(src, 1000)
-    p = start(["run", "--input", str(src), "--output", str(tmp_path / "out.arrow"), "--udf", f"{udf('basic.py')}:linear",
-               "--workers", "1", "--worker-memory-limit", "1"], tmp_path)
-    _, err = p.communicate(timeout=60)
-    err = err.decode()
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert p.returncode == 2 and len(lines) == 1, err
-    assert lines[0].startswith("error: ISTHMUS_MEMORY_LIMIT=1 (--worker-memory-limit): expected at least "), err
-    assert "MiB of address space after importing its libraries" in lines[0] and "Traceback" not in err
-    assert not (tmp_path / "out.arrow").exists()
+    code, err, line = run_with_memory_limit(tmp_path, f"{udf('basic.py')}:linear", "1")
+    assert code == 2, err
+    assert line.startswith("error: ISTHMUS_MEMORY_LIMIT=1 (--worker-memory-limit): expected at least "), err
+    assert "MiB of address space after importing its libraries" in line and "Traceback" not in err
 
 
 def test_version_mismatch_names_both_versions(tmp_path):
