@@ -50,14 +50,23 @@ struct CLIFailure: Error, CustomStringConvertible {
         }
     }
 
-    /// The argument parser reads `--linger -1` as a flag without its value ("Missing value for
-    /// '--linger <linger>'"); say what was found instead. Nil when that is not the case.
+    /// The argument parser reads `--linger -1` or `--output -1.arrows` as a flag without its
+    /// value ("Missing value for '--linger <linger>'"); say what was found instead: a negative
+    /// number, or a value that reads as an option. Nil when that is not the case (`--linger
+    /// --workers 2` really lacks a value).
     static func negativeValueMessage(_ message: String, arguments: [String]) -> String? {
         guard message.hasPrefix("Missing value for '"),
               let flag = message.dropFirst("Missing value for '".count).split(separator: " ").first.map({ String($0.filter { $0 != "'" }) }),
               let at = arguments.firstIndex(of: flag), at + 1 < arguments.count else { return nil }
         let value = arguments[at + 1]
-        guard value.count > 1, value.hasPrefix("-"), value.dropFirst().first.map({ $0.isNumber || $0 == "." }) == true else { return nil }
+        // A negative number, a duration or a size ("-1", "-0.5", "-2s", "-8Mi"), or another
+        // value that begins with one dash ("-1.arrows").
+        guard value.hasPrefix("-"), !value.hasPrefix("--"), value.count > 1 else { return nil }
+        let number = value.dropFirst().prefix { $0.isNumber || $0 == "." }
+        let unit = value.dropFirst(1 + number.count)
+        guard !number.isEmpty, ["", "ns", "us", "ms", "s", "m", "K", "M", "G", "Ki", "Mi", "Gi"].contains(String(unit)) else {
+            return "\(flag): expected a value but found '\(value)', which reads as an option; write \(flag)=\(value)"
+        }
         return "\(flag): expected a value of 0 or more, found '\(value)'"
     }
 

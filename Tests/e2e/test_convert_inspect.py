@@ -479,6 +479,11 @@ def test_usage_errors_are_one_line_and_say_what_was_found(cli, tmp_path: Path) -
         (["convert", src, tmp_path / "o.arrows", "--infer-rows", "-1"],
          "error: --infer-rows: expected a value of 0 or more, found '-1' (see 'isthmus convert --help')"),
         (["convert", src], "error: Missing expected argument '<output>' (see 'isthmus convert --help')"),
+        (["run", "--input", src, "--output", "-1.arrows", "--udf", "a.py:f"],
+         "error: --output: expected a value but found '-1.arrows', which reads as an option; write --output=-1.arrows "
+         "(see 'isthmus run --help')"),
+        (["run", "--input", src, "--output", tmp_path / "o.arrows", "--udf", "a.py:f", "--linger", "-2s"],
+         "error: --linger: expected a value of 0 or more, found '-2s' (see 'isthmus run --help')"),
         (["frobnicate"], "error: Unexpected argument 'frobnicate' (see 'isthmus --help')"),
     ]
     for args, line in cases:
