@@ -196,8 +196,8 @@ public final class OutputFile: ByteSink {
     /// The temporary path written until `commit()` (nil for stdout).
     public let temporaryPath: String?
     private var fd: Int32
-    /// Whether `commit()` closes `fd` (a device or FIFO opened by path; not stdout).
-    private var closesDescriptor = false
+    /// Whether `commit()` closes `fd`: a device or FIFO opened by path (no temporary file), not stdout.
+    private var closesDescriptor: Bool { temporaryPath == nil && path != "-" }
     private let buffer = BufferBuilder(capacity: 1 << 16)
     private var done = false
     /// The temporary file's entry in `MappedFileFaults` (deleted if an input fault ends the process).
@@ -219,7 +219,6 @@ public final class OutputFile: ByteSink {
             let f = open(path, O_WRONLY | O_CLOEXEC)
             guard f >= 0 else { throw ArrowError(.io, "cannot open output '\(path)': \(errnoText())") }
             fd = f
-            closesDescriptor = true
             temporaryPath = nil
             return
         }
