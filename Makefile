@@ -3,6 +3,7 @@
 #   make test    every test suite (swift test, pytest, protocol vectors, end-to-end)
 #   make bench   the benchmark workloads, as ratios to baselines measured in the same run
 #   make bench-anchors  PySpark and Ray Data on the same workloads (own virtualenv, needs Java 17)
+#   make bench-scaling  W2 with 1 to 12 workers, for a machine with many cores
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
@@ -19,13 +20,14 @@ ANCHORS_BASE := pyarrow "pandas<3" numpy
 ANCHORS_SYSTEMS := pyspark "ray[data]"
 ANCHORS_FLAGS ?=
 
-.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench anchors-venv bench-anchors chaos fuzz clean
+.PHONY: help deps system-deps venv build build-release test swift-test py-test e2e-test demo bench bench-scaling anchors-venv bench-anchors chaos fuzz clean
 
 help:
 	@echo "make demo   - run the demo pipeline (installs what it needs)"
 	@echo "make test   - run every test suite (installs what it needs)"
 	@echo "make bench  - run the benchmarks"
 	@echo "make bench-anchors - PySpark and Ray Data on the bench workloads (ANCHORS_FLAGS=--quick)"
+	@echo "make bench-scaling - W2 with 1, 2, 4, 8, 12 workers (SCALE_FLAGS=--scale-workload W1)"
 	@echo "make chaos  - run the long fault-injection suite"
 	@echo "make fuzz   - build the libFuzzer target and fuzz Arrow IPC decoding (FUZZ_SECONDS=300)"
 
@@ -71,6 +73,13 @@ demo: deps build-release
 bench: deps build-release
 	$(PY) -m pip install -q --disable-pip-version-check matplotlib
 	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py
+
+# Worker counts that leave the host no core of its own are skipped, so this is for machines with
+# more than 12 cores. On one without a Swift toolchain, bench/bundle.sh packs the CLI.
+SCALE_FLAGS ?=
+bench-scaling: deps build-release
+	$(PY) -m pip install -q --disable-pip-version-check matplotlib
+	ISTHMUS_BIN=$(abspath $(RELEASE_BIN)) ISTHMUS_PYTHON=$(abspath $(PY)) $(PY) bench/run.py --only SCALE $(SCALE_FLAGS)
 
 # The anchors get their own virtualenv: pyspark and ray pin versions of their own and must not
 # change what .venv (and so the tests and the workers) runs with. A system that does not install

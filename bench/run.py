@@ -133,7 +133,7 @@ class Proc(NamedTuple):
     out: str
     err: str
     wall: float
-    memory: dict[str, int]
+    memory: dict[str, Any]
 
     def error_line(self) -> str:
         lines = [l for l in self.err.splitlines() if l.strip()]
@@ -170,11 +170,15 @@ def crash_line(rc: int, lines: list[str]) -> str | None:
     return (f"crashed ({status}): {what.strip(' *')}" + (f" in {' <- '.join(frames)}" if frames else ""))
 
 
-def _watch_memory(pid: int, stop: threading.Event, memory: dict[str, int]) -> None:
-    """Polls /proc/PID/status every 10 ms: the kernel's high-water mark of the process's own
-    resident set (VmHWM, its Python workers not included) and the peaks of its anonymous and
-    file-backed parts (a memory-mapped input counts in RssFile)."""
+def _watch_memory(pid: int, stop: threading.Event, memory: dict[str, Any]) -> None:
+    """Polls /proc/PID every 10 ms: the kernel's high-water mark of the process's own resident set
+    (VmHWM, its Python workers not included), the peaks of its anonymous and file-backed parts (a
+    memory-mapped input counts in RssFile), and the CPU seconds of each of its threads as last
+    seen (`threads_cpu_s`, by thread name: which host thread a run keeps busy)."""
     status = Path(f"/proc/{pid}/status")
+    tasks = Path(f"/proc/{pid}/task")
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    seen: dict[str, tuple[str, float]] = {}
     while not stop.is_set():
         try:
             text = status.read_text()
@@ -187,6 +191,18 @@ def _watch_memory(pid: int, stop: threading.Event, memory: dict[str, int]) -> No
             elif key in ("RssAnon", "RssFile"):
                 k = "rss_anon_peak_kb" if key == "RssAnon" else "rss_file_peak_kb"
                 memory[k] = max(memory.get(k, 0), int(value.split()[0]))
+        try:
+            for t in tasks.iterdir():
+                stat = (t / "stat").read_text()
+                name = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                seen[t.name] = (name, (int(fields[11]) + int(fields[12])) / tick)  # the last value of each thread
+        except (OSError, ValueError, IndexError):
+            pass
+        threads: dict[str, float] = {}
+        for name, cpu in seen.values():
+            threads[name] = threads.get(name, 0.0) + cpu
+        memory["threads_cpu_s"] = threads
         stop.wait(0.01)
 
 
@@ -196,7 +212,7 @@ def run_proc(args: list[str], env: dict[str, str] | None = None, timeout: float 
     the command's process group (its workers too) is killed and rc is -9."""
     e = dict(os.environ)
     e.update(env or {})
-    memory: dict[str, int] = {}
+    memory: dict[str, Any] = {}
     stop = threading.Event()
     t0 = time.perf_counter()
     try:
@@ -246,8 +262,9 @@ def ceiling(udf: str, data: Path, batch_rows: int, repeats: int = 3) -> dict:
 
 
 def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, output: Path | None = None,
-                timeout: float = 900, target_latency: str | None = None) -> dict:
-    """One `isthmus run`; with target_latency the batch size adapts, batch_rows its upper bound."""
+                timeout: float = 900, target_latency: str | None = None, flags: tuple[str, ...] = ()) -> dict:
+    """One `isthmus run`; with target_latency the batch size adapts, batch_rows its upper bound;
+    `flags` are added to the command line as they are."""
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
         out = ["--output", str(output)] if output else ["--output", "-", "--to", "null"]
@@ -255,7 +272,7 @@ def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, 
         # --batch-bytes high enough that --batch-rows alone sets the batch size.
         r = run_proc([BIN, "run", "--input", rel(data), *out, "--udf", f"{UDFS}:{udf}", "--workers", str(workers),
                       "--batch-rows", str(batch_rows), "--batch-bytes", "256Mi", *adapt, "--stats", str(stats),
-                      "--python", PY, "--no-progress"], timeout=timeout, watch_memory=True)
+                      "--python", PY, "--no-progress", *flags], timeout=timeout, watch_memory=True)
         if r.rc != 0:
             raise Failed(r.error_line())
         s = json.loads(stats.read_text())
@@ -269,12 +286,15 @@ def isthmus_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, 
             "batches": s.get("batches_out"), "latency_ms": py.get("latency_ms") or {},
             **({"batch_sizes": py.get("batch_sizes") or []} if target_latency else {}),
             "host_vm_hwm_kb": r.memory.get("vm_hwm_kb"), "host_rss_anon_peak_kb": r.memory.get("rss_anon_peak_kb"),
-            "host_rss_file_peak_kb": r.memory.get("rss_file_peak_kb")}
+            "host_rss_file_peak_kb": r.memory.get("rss_file_peak_kb"),
+            "host_threads_cpu_s": r.memory.get("threads_cpu_s") or {},
+            **{k: py.get(k) for k in ("shm_batches", "doorbell_batches", "file_batches") if py.get(k) is not None}}
 
 
 def best_run(udf: str, data: Path, workers: int, batch_rows: int, rows: int, repeats: int,
-             target_latency: str | None = None) -> dict:
-    runs = [isthmus_run(udf, data, workers, batch_rows, rows, target_latency=target_latency) for _ in range(repeats)]
+             target_latency: str | None = None, flags: tuple[str, ...] = ()) -> dict:
+    runs = [isthmus_run(udf, data, workers, batch_rows, rows, target_latency=target_latency, flags=flags)
+            for _ in range(repeats)]
     best = dict(max(runs, key=lambda x: x["rows_per_s"]))
     best["all_rows_per_s"] = [x["rows_per_s"] for x in runs]
     best["all_p99_ms"] = [x["latency_ms"].get("p99") for x in runs]
@@ -440,6 +460,115 @@ def trajectory(sizes: list[list[float]], points: int = 12) -> str:
     else:
         picked = [sizes[round(i * (len(sizes) - 1) / (points - 1))] for i in range(points)]
     return " → ".join(f"{n:,} ({t:.3f} s)" for t, n in picked)
+
+
+# -- scaling -----------------------------------------------------------------------------------
+
+#: SCALE: W2 on a machine with many cores, 1 to 12 workers; goal ≥ 0.7× linear up to 8 workers.
+SCALE_WORKLOAD = "W2"
+SCALE_WORKERS = (1, 2, 4, 8, 12)
+SCALE_BATCH_ROWS = (8192, 65536)
+SCALE_ROWS = {"W1": 200_000_000, "W2": 40_000_000, "W3": 20_000_000}
+SCALE_GOAL = 0.7
+SCALE_GOAL_UP_TO = 8
+
+
+def scaling(name: str, rows: int, counts: list[int], batch_sizes: list[int], repeats: int, cores: int,
+            flags: tuple[str, ...]) -> dict:
+    """SCALE: a workload (W2 unless named) with 1, 2, 4, 8 and 12 workers (those that leave the
+    host a core of its own), at each batch size. Linear is N × the rows/s of one worker in the
+    same run; the single-core in-process ceiling of the same batches is measured too. W2's own
+    2M rows last tens of milliseconds at 12 workers, so this runs on more rows (40M of W2 by
+    default, 200M of W1)."""
+    w = next(x for x in workloads.THROUGHPUT if x.name == name)
+    t = time.perf_counter()
+    data = w.make(rows)
+    log(f"SCALE: {w.name} {rows:,} rows in {rel(data)} ({time.perf_counter() - t:.1f} s to load or generate)")
+    usable = [n for n in counts if n < cores or n == 1]
+    skipped = [n for n in counts if n not in usable]
+    if skipped:
+        log(f"SCALE: {cores} usable cores: skipping {', '.join(map(str, skipped))} workers (the host needs a core)")
+    res: dict[str, Any] = {"workload": w.name, "rows": rows, "workers": usable, "skipped_workers": skipped,
+                           "batch_rows": batch_sizes, "repeats": repeats, "flags": list(flags), "goal": SCALE_GOAL,
+                           "goal_up_to_workers": SCALE_GOAL_UP_TO, "cores": cores, "runs": []}
+    for batch_rows in batch_sizes:
+        try:
+            ceil = ceiling(w.udf, data, batch_rows)["rows_per_s"]
+        except Exception as e:  # noqa: BLE001
+            ceil = float("nan")
+            log(f"SCALE ceiling at {batch_rows}: FAILED {clean(str(e))[:300]}")
+        one: float | None = None
+        for workers in usable:
+            row: dict[str, Any] = {"batch_rows": batch_rows, "workers": workers, "ceiling_rows_per_s": ceil}
+            try:
+                r = best_run(w.udf, data, workers, batch_rows, rows, repeats, flags=flags)
+                row.update({k: r.get(k) for k in ("rows_per_s", "all_rows_per_s", "rows_per_s_process", "startup_s",
+                                                  "host_wall_s", "batches", "latency_ms", "host_threads_cpu_s",
+                                                  "file_batches", "shm_batches")})
+                if workers == 1:
+                    one = r["rows_per_s"]
+                if one:
+                    row["speedup"] = r["rows_per_s"] / one
+                    row["efficiency"] = row["speedup"] / workers
+                row["ratio_to_ceiling"] = r["rows_per_s"] / ceil
+                row["efficiency_to_ceiling"] = row["ratio_to_ceiling"] / workers
+            except Exception as e:  # noqa: BLE001
+                row["error"] = clean(str(e))[:300]
+            res["runs"].append(row)
+            if "error" in row:
+                log(f"SCALE batch {batch_rows} workers {workers}: FAILED {row['error']}")
+            else:
+                busiest = max(row["host_threads_cpu_s"].items(), key=lambda kv: kv[1], default=("none", 0.0))
+                log(f"SCALE batch {batch_rows:>6} workers {workers:>2}: {row['rows_per_s'] / 1e6:8.2f} M rows/s "
+                    f"(speedup {row.get('speedup', float('nan')):.2f}, efficiency {row.get('efficiency', float('nan')):.2f}; "
+                    f"{row['ratio_to_ceiling']:.2f}x the single-core ceiling {ceil / 1e6:.2f}); "
+                    f"busiest host thread {busiest[0]} {busiest[1]:.2f} CPU s of {row['host_wall_s']:.2f} s")
+    judged = [r for r in res["runs"] if "efficiency" in r and r["workers"] <= SCALE_GOAL_UP_TO]
+    if judged:
+        per_size = {}
+        for b in batch_sizes:
+            eff = [r["efficiency"] for r in judged if r["batch_rows"] == b]
+            if eff:
+                per_size[str(b)] = {"worst_efficiency": min(eff), "met": min(eff) >= SCALE_GOAL}
+        res["goal_by_batch_rows"] = per_size
+    return res
+
+
+def scaling_markdown(res: dict) -> list[str]:
+    sc = res["scaling"]
+    flags = f" with `{' '.join(sc['flags'])}`" if sc["flags"] else ""
+    md = ["", f"## SCALE: {sc['workload']} on {sc['cores']} cores, 1 to {max(sc['workers'])} workers", "",
+          f"{sc['rows']:,} rows of {sc['workload']}; `isthmus run --to null`{flags}, best of {sc['repeats']} runs per "
+          "configuration, steady rows/s as above. **Speedup** = rows/s ÷ rows/s with 1 worker at the same batch size; "
+          "**efficiency** = speedup ÷ workers (1.0 is linear). **× ceiling** = rows/s ÷ the single-core in-process "
+          f"ceiling of the same batches. Goal: efficiency ≥ {sc['goal']} up to {sc['goal_up_to_workers']} workers. "
+          "**Batches read in place**: the share of batches the workers read from the input file rather than from "
+          "a copy in the arena (PROTOCOL.md §19; `--share-input auto` decides batch by batch when cores are left "
+          "over). **Busiest host thread**: the host thread with the most CPU seconds in the best run (from /proc), "
+          "against the host's wall seconds.", "",
+          *table_head("batch rows", "workers", "steady M rows/s", "speedup", "efficiency", "× ceiling", "ceiling M rows/s",
+                      "p50 batch ms", "batches read in place", "busiest host thread (CPU s / wall s)", left=-1)]
+    for r in sc["runs"]:
+        head = f"| {r['batch_rows']} | {r['workers']} |"
+        if "error" in r:
+            md.append(f"{head} failed: {r['error']} | | | | | | | |")
+            continue
+        shared = (f"{r['file_batches'] / r['batches']:.0%}" if r.get("file_batches") is not None and r.get("batches")
+                  else "n/a")
+        busiest = max(r["host_threads_cpu_s"].items(), key=lambda kv: kv[1], default=None)
+        p50 = r["latency_ms"].get("p50")
+        md.append(f"{head} {mrows(r['rows_per_s'])} | {r.get('speedup', float('nan')):.2f} | "
+                  f"{r.get('efficiency', float('nan')):.2f} | {r['ratio_to_ceiling']:.2f} | {mrows(r['ceiling_rows_per_s'])} | "
+                  f"{'n/a' if p50 is None else f'{p50:.2f}'} | {shared} | "
+                  + (f"{busiest[0]} {busiest[1]:.2f} / {r['host_wall_s']:.2f}" if busiest else "n/a") + " |")
+    for b, g in (sc.get("goal_by_batch_rows") or {}).items():
+        md.append("")
+        md.append(f"{b}-row batches: lowest efficiency up to {sc['goal_up_to_workers']} workers "
+                  f"{g['worst_efficiency']:.2f} (goal ≥ {sc['goal']}: {'met' if g['met'] else 'NOT met'}).")
+    if sc["skipped_workers"]:
+        md += ["", f"Not run: {', '.join(map(str, sc['skipped_workers']))} workers (no core left for the host on "
+                   f"{sc['cores']} usable cores)."]
+    return md
 
 
 # -- latency -----------------------------------------------------------------------------------
@@ -684,9 +813,9 @@ def markdown(res: dict) -> str:
                "time around the whole process (interpreter start and imports included). **Ceiling**: the same UDF over "
                "the same batches in one Python process, no IPC, BLAS/OpenMP on one thread (best of 3 passes). "
                "Ratio = Isthmus rows/s ÷ ceiling rows/s.", "",
-               "| workload | rows | batch rows | workers | steady M rows/s | ceiling M rows/s | ratio | process M rows/s "
-               "| process ratio | process wall s | host wall s | startup s | p50 batch ms | host VmHWM MiB |",
-               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+               *table_head("workload", "rows", "batch rows", "workers", "steady M rows/s", "ceiling M rows/s", "ratio",
+                           "process M rows/s", "process ratio", "process wall s", "host wall s", "startup s", "p50 batch ms",
+                           "host VmHWM MiB", left=1)]
         for r in res["throughput"]:
             head = f"| {r['workload']} | {r['rows']:,} | {r['batch_rows']} | {r['workers']} |"
             if "error" in r:
@@ -767,6 +896,8 @@ def markdown(res: dict) -> str:
                        f"RssAnon {rss.get('ratio_rss_anon_peak', float('nan')):.2f}."]
     if res.get("adapt"):
         md += adapt_markdown(res["adapt"])
+    if res.get("scaling"):
+        md += scaling_markdown(res)
     md += anchors_markdown(res)
     return "\n".join(md) + "\n"
 
@@ -894,12 +1025,35 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def plot(res: dict, path: Path) -> str:
+def pyplot() -> Any:
+    """matplotlib.pyplot with the file-only backend, or None without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_png(plt: Any, fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def table_head(*columns: str, left: int = 0) -> list[str]:
+    """A markdown table's header and rule: the first `left` columns left-aligned (and the last
+    one when `left` is negative), the others right-aligned."""
+    n = len(columns)
+    lefts = set(range(left)) if left >= 0 else {n - 1}
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" if i in lefts else "---:" for i in range(n)) + " |"]
+
+
+def plot(res: dict, path: Path) -> str:
+    plt = pyplot()
+    if plt is None:
         return "matplotlib not installed: no plot (make bench installs it)"
     rows = [r for r in res["throughput"] if "error" not in r]
     lat = res.get("latency") or {}
@@ -927,23 +1081,60 @@ def plot(res: dict, path: Path) -> str:
     fig.suptitle(f"Isthmus bench {res['date']}{' (quick)' if res['quick'] else ''}: {res['machine']['cpu']}, "
                  f"{res['machine']['cores']} cores", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(plt, fig, path)
+    return f"plot: {rel(path)}"
+
+
+def plot_scaling(res: dict, path: Path) -> str:
+    plt = pyplot()
+    if plt is None:
+        return "matplotlib not installed: no scaling plot"
+    sc = res["scaling"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for b in sc["batch_rows"]:
+        runs = [r for r in sc["runs"] if r["batch_rows"] == b and "error" not in r]
+        if not runs:
+            continue
+        line, = ax.plot([r["workers"] for r in runs], [r["rows_per_s"] / 1e6 for r in runs], marker="o",
+                        label=f"{b}-row batches")
+        one = next((r["rows_per_s"] for r in runs if r["workers"] == 1), None)
+        if one:
+            ax.plot(sc["workers"], [one * n / 1e6 for n in sc["workers"]], linestyle=":", color=line.get_color(),
+                    label=f"linear ({b})")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("steady M rows/s")
+    ax.set_title(f"{sc['workload']} scaling, {res['machine']['cpu']}, {res['machine']['cores']} cores", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(plt, fig, path)
     return f"plot: {rel(path)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Isthmus benchmarks (see bench/README.md).")
     ap.add_argument("--quick", action="store_true", help="10x fewer rows (L1: 2,000 requests), best of 2 runs per configuration")
-    ap.add_argument("--only", default="W1,W2,W3,ADAPT,L1,IO,RSS", help="comma-separated subset of W1,W2,W3,ADAPT,L1,IO,RSS")
+    ap.add_argument("--only", default="W1,W2,W3,ADAPT,L1,IO,RSS",
+                    help="comma-separated subset of W1,W2,W3,ADAPT,L1,IO,RSS,SCALE (SCALE, for many-core machines, "
+                         "runs only when named)")
+    ap.add_argument("--scale-workers", default=",".join(map(str, SCALE_WORKERS)),
+                    help="SCALE: worker counts (those that leave the host a core run)")
+    ap.add_argument("--scale-workload", default=SCALE_WORKLOAD, choices=sorted(SCALE_ROWS), help="SCALE: the workload")
+    ap.add_argument("--scale-rows", type=int, help="SCALE: rows (default W1 200M, W2 40M, W3 20M; --quick 10x fewer)")
+    ap.add_argument("--scale-batch-rows", default=",".join(map(str, SCALE_BATCH_ROWS)), help="SCALE: batch sizes")
+    ap.add_argument("--scale-flags", default="", help="SCALE: more `isthmus run` flags, e.g. '--share-input on'")
     ap.add_argument("--repeats", type=int, help="runs per throughput configuration, best kept (default 3, --quick 2)")
     args = ap.parse_args(argv)
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
-    known = {w.name for w in workloads.THROUGHPUT} | {"ADAPT", "L1", "IO", "RSS"}
+    known = {w.name for w in workloads.THROUGHPUT} | {"ADAPT", "L1", "IO", "RSS", "SCALE"}
     if not only <= known:
         ap.error(f"--only: expected names among {','.join(sorted(known))} but found {','.join(sorted(only - known))}")
+    try:
+        scale_workers = [int(x) for x in args.scale_workers.split(",") if x.strip()]
+        scale_batches = [int(x) for x in args.scale_batch_rows.split(",") if x.strip()]
+    except ValueError:
+        ap.error("--scale-workers, --scale-batch-rows: expected comma-separated whole numbers")
+    if not scale_workers or not scale_batches or min(scale_workers + scale_batches) < 1:
+        ap.error("--scale-workers, --scale-batch-rows: expected numbers of 1 or more")
     if not os.access(BIN, os.X_OK):
         ap.error(f"expected the isthmus binary at {clean(BIN)} (set ISTHMUS_BIN; build with swift build -c release)")
     scale = 10 if args.quick else 1
@@ -953,7 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
     this = machine()
     res: dict[str, Any] = {"version": 1, "date": date, "quick": args.quick,
                            "repeats": repeats, "machine": this, "throughput": [], "checks": [], "adapt": {},
-                           "latency": {}, "io": {}, "rss": {}, "anchors": load_anchors(this, date)}
+                           "latency": {}, "io": {}, "rss": {}, "scaling": {}, "anchors": load_anchors(this, date)}
     cores = res["machine"]["usable_cores"] or 1
     throughput([w for w in workloads.THROUGHPUT if w.name in only], scale, repeats, cores, res)
     res["anchor_comparison"] = compare_anchors(res)
@@ -965,6 +1156,9 @@ def main(argv: list[str] | None = None) -> int:
         res["io"] = arrow_io(scale)
     if "RSS" in only:
         res["rss"] = host_memory(scale)
+    if "SCALE" in only:
+        res["scaling"] = scaling(args.scale_workload, args.scale_rows or SCALE_ROWS[args.scale_workload] // scale,
+                                 scale_workers, scale_batches, repeats, cores, tuple(args.scale_flags.split()))
     res["driver_seconds"] = time.perf_counter() - started
     out = HERE / "results"
     out.mkdir(exist_ok=True)
@@ -972,8 +1166,18 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(out / "latest.json", (json.dumps(no_nan(res), indent=2, allow_nan=False) + "\n").encode())
     atomic_write(out / "latest.md", md.encode())
     log(plot(res, out / "latest.png"))
+    if res["scaling"]:
+        # Kept beside latest.*: a many-core machine runs SCALE alone, and its figures stay comparable
+        # only with each other.
+        # W2, the issue's workload, is scaling.*; another is scaling-w1.* and so on.
+        stem = "scaling" if res["scaling"]["workload"] == SCALE_WORKLOAD else f"scaling-{res['scaling']['workload'].lower()}"
+        sc = {k: res[k] for k in ("version", "date", "quick", "repeats", "machine", "scaling")}
+        atomic_write(out / f"{stem}.json", (json.dumps(no_nan(sc), indent=2, allow_nan=False) + "\n").encode())
+        atomic_write(out / f"{stem}.md", "\n".join(["# Isthmus scaling results", "", md.split("\n", 4)[2],
+                                                    *scaling_markdown(res)]).encode() + b"\n")
+        log(plot_scaling(res, out / f"{stem}.png"))
     failed = (sum("error" in r for r in res["throughput"]) + sum(not c["ok"] for c in res["checks"])
-              + ("error" in res["adapt"]))
+              + ("error" in res["adapt"]) + sum("error" in r for r in (res["scaling"] or {}).get("runs", [])))
     if failed:
         log(f"{failed} configuration(s) or value check(s) failed: see the tables")
     log(f"bench: {res['driver_seconds']:.0f} s; results in bench/results/latest.md, latest.json")

@@ -140,12 +140,10 @@ final class PythonNode: Node, @unchecked Sendable {
         if options.keepInput, let declared = pool.declaredOutputSchema {
             try checkCollisions(schema, declared)
         }
-        let thread = Thread { [self] in
+        let thread = NamedThread.make("isthmus-feeder", stackSize: 1 << 22) { [self] in
             self.feed(pool: pool, schema: schema)
             self.feederDone.signal()
         }
-        thread.name = "isthmus-feeder"
-        thread.stackSize = 1 << 22
         feeder = thread
         thread.start()
     }
@@ -162,7 +160,7 @@ final class PythonNode: Node, @unchecked Sendable {
     private func feed(pool: WorkerPool, schema: Schema) {
         let channel = Channel<RecordBatch>(capacity: 4)
         let upstream = self.upstream
-        let reader = Thread {
+        let reader = NamedThread.make("isthmus-source", stackSize: 1 << 22) {
             do {
                 while let b = try upstream.next() {
                     if !channel.send(b) { return }
@@ -172,8 +170,6 @@ final class PythonNode: Node, @unchecked Sendable {
                 channel.fail(error)
             }
         }
-        reader.name = "isthmus-source"
-        reader.stackSize = 1 << 22
         reader.start()
         var batcher = Batcher(maxRows: options.batchRows, maxBytes: options.batchBytes, linger: options.linger)
         var rowStart = 0
@@ -416,7 +412,7 @@ final class ProgressTicker: @unchecked Sendable {
     init(chain: Chain, started: Date, report: @escaping @Sendable (ProgressSnapshot) -> Void) {
         let stopped = self.stopped
         let done = self.done
-        let t = Thread {
+        NamedThread.start("isthmus-ticker", stackSize: 1 << 18) {
             while !stopped.value {
                 report(chain.snapshot(started: started))
                 for _ in 0..<5 where !stopped.value { usleep(100_000) }
@@ -424,7 +420,6 @@ final class ProgressTicker: @unchecked Sendable {
             report(chain.snapshot(started: started))
             done.signal()
         }
-        t.start()
     }
     func stop() {
         stopped.withLock { $0 = true }

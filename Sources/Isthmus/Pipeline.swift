@@ -131,15 +131,13 @@ public struct Pipeline: Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RunStats, Error>) in
                 let box = SinkBox(sink)
-                let thread = Thread {
+                NamedThread.start("isthmus-run", stackSize: 1 << 23) {
                     do {
                         continuation.resume(returning: try self.runBlocking(into: box.sink, control: control, progress: progress))
                     } catch {
                         continuation.resume(throwing: error)
                     }
                 }
-                thread.stackSize = 1 << 23
-                thread.start()
             }
         } onCancel: {
             control.stop()
@@ -164,7 +162,7 @@ public struct Pipeline: Sendable {
     /// Output batches as an async sequence.
     public func results(control: RunControl = RunControl()) -> AsyncThrowingStream<RecordBatch, Error> {
         AsyncThrowingStream(bufferingPolicy: .unbounded) { continuation in
-            let thread = Thread {
+            let thread = NamedThread.make("isthmus-results", stackSize: 1 << 23) {
                 do {
                     let chain = try self.build(control: control)
                     defer { chain.close() }

@@ -77,31 +77,51 @@ public struct PoolConfiguration: Sendable {
     /// (alternating runs, medians of five or six): with 2 workers, whose CPU the host's copy
     /// takes, sharing the file was faster (W2 8K rows 15.5 vs 14.2 M rows/s, W2 64K 14.9 vs 12.7,
     /// W1 64K 151 vs 137); with one worker, where the host has a CPU of its own and the copy
-    /// costs the worker nothing, copying was (W2 8K 11.4 vs 10.8, W1 64K 147 vs 143).
+    /// costs the worker nothing, copying was (W2 8K 11.4 vs 10.8, W1 64K 147 vs 143). On a
+    /// 16-core machine the one submitting thread's copies became the limit from 4 to 8 workers
+    /// on (see `SubmitPace`), so with CPUs to spare `auto` decides batch by batch.
     public enum InputSharing: String, Sendable, CaseIterable {
-        /// Share when the workers leave the host no CPU of its own: workers + 1 > usable CPUs,
-        /// and there is no worker memory limit (the arena's mapping is exempt from it, a
-        /// worker's mapping of the input file would not be).
+        /// Share when the workers leave the host no CPU of its own (workers + 1 > usable CPUs);
+        /// otherwise share a batch only while the submitting thread is behind the workers
+        /// (`SubmitPace`). Never under a worker memory limit (the arena's mapping is exempt
+        /// from it, a worker's mapping of the input file would not be).
         case auto
         /// Always share (when the worker can).
         case on
         /// Always copy.
         case off
 
-        /// `.on` or `.off` for `workers` workers on `cpus` usable CPUs.
-        public func resolved(workers: Int, cpus: Int, memoryLimit: Int? = nil) -> InputSharing {
+        /// What a pool of `workers` workers on `cpus` usable CPUs does with file-range batches.
+        public func plan(workers: Int, cpus: Int, memoryLimit: Int? = nil) -> SharingPlan {
             switch self {
-            case .auto: workers + 1 > cpus && memoryLimit == nil ? .on : .off
-            case .on, .off: self
+            case .auto: memoryLimit != nil ? .copy : workers + 1 > cpus ? .share : .whenSubmitterBehind
+            case .on: .share
+            case .off: .copy
             }
         }
     }
 
-    /// Whether this pool sends batches as ranges of the input file (§19): it has an arena, its
-    /// workers are local, and `shareInputFiles` resolves to on for them on `cpus` usable CPUs.
+    /// What a pool does with a batch that is a range of a shared input file (§19).
+    public enum SharingPlan: Sendable, Equatable {
+        /// Copy it into the arena.
+        case copy
+        /// Send the range.
+        case share
+        /// Send the range while the submitting thread is behind the workers, else copy it.
+        case whenSubmitterBehind
+    }
+
+    /// What this pool does with batches that are ranges of the input file (§19): never share
+    /// without an arena or with remote workers; otherwise `shareInputFiles`'s plan for its
+    /// workers on `cpus` usable CPUs.
+    public func sharingPlan(cpus: Int = SpinPolicy.allowedCPUs()) -> SharingPlan {
+        guard sharedMemoryBytes > 0 && listen == nil else { return .copy }
+        return shareInputFiles.plan(workers: workers, cpus: cpus, memoryLimit: workerMemoryLimit)
+    }
+
+    /// Whether this pool may send batches as ranges of the input file (§19).
     public func sharesInputFiles(cpus: Int = SpinPolicy.allowedCPUs()) -> Bool {
-        sharedMemoryBytes > 0 && listen == nil
-            && shareInputFiles.resolved(workers: workers, cpus: cpus, memoryLimit: workerMemoryLimit) == .on
+        sharingPlan(cpus: cpus) != .copy
     }
 
     /// A configuration for `stages` over batches of `inputSchema`.

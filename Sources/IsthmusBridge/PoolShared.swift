@@ -77,6 +77,8 @@ final class PoolShared: @unchecked Sendable {
     var driving = false
     var failure: BridgeError?
     var stats = PoolStats()
+    /// Whether recent submits waited for the window (`WorkerPool.submit`).
+    var pace = SubmitPace()
 
     /// Whether the answer to batch `sequence` is waiting to be taken (call under the lock).
     func isAnswered(_ sequence: UInt64) -> Bool {

@@ -16,9 +16,7 @@ final class SpawnThread: @unchecked Sendable {
     private var stopped = false
 
     init() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "isthmus-spawn"
-        thread.start()
+        NamedThread.start("isthmus-spawn", stackSize: 1 << 20) { [self] in loop() }
     }
 
     /// Runs `body` on the spawn thread and returns what it returned (or throws what it threw).

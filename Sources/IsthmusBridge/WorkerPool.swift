@@ -29,6 +29,8 @@ public final class WorkerPool: @unchecked Sendable {
     private let schemaMessage: Buffer
     /// The shared arena local workers map, when the data plane is on and the system has one.
     private let arena: SharedArena?
+    /// What submit does with a batch that is a range of the input file (§19).
+    private let sharingPlan: PoolConfiguration.SharingPlan
 
     /// Output schema the last stage declared in READY, if any.
     public let declaredOutputSchema: Schema?
@@ -38,7 +40,9 @@ public final class WorkerPool: @unchecked Sendable {
     public init(_ configuration: PoolConfiguration) throws {
         HeapPolicy.apply()  // a host embedding the pool gets the CLI's heap policy too
         var configuration = configuration
-        configuration.shareInputFiles = configuration.sharesInputFiles() ? .on : .off
+        sharingPlan = configuration.sharingPlan()
+        // The I/O thread offers FILE batches to workers that can take them whenever the plan may share.
+        configuration.shareInputFiles = sharingPlan == .copy ? .off : .on
         self.configuration = configuration
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw BridgeError(.startup, "cannot create a wake-up pipe: \(String(cString: strerror(errno)))") }
@@ -60,9 +64,7 @@ public final class WorkerPool: @unchecked Sendable {
         let io = try PoolIO(configuration: configuration, shared: shared, wakeFD: wakeRead, wakeWrite: wakeWrite,
                             schemaMessage: schemaMessage, arena: arena)
         self.io = io
-        thread = Thread { io.run() }
-        thread.name = "isthmus-pool-io"
-        thread.stackSize = 1 << 22
+        thread = NamedThread.make("isthmus-pool-io", stackSize: 1 << 22) { io.run() }
         do {
             try io.prepare()
         } catch {
@@ -137,17 +139,20 @@ public final class WorkerPool: @unchecked Sendable {
         // maps the file reads it there (§19); for any other worker dispatch copies it then.
         // A message over an eighth of the arena (a file written as one huge message) is copied:
         // each worker would map all of it for every batch cut from it.
-        let origin = configuration.shareInputFiles == .on && bytes >= configuration.sharedMemoryThreshold
-            && (batch.origin?.rows.messageLength ?? .max) <= (arena?.size ?? 0) / 8 ? batch.origin : nil
+        let origin = bytes >= configuration.sharedMemoryThreshold
+            && (batch.origin?.rows.messageLength ?? .max) <= (arena?.size ?? 0) / 8 && sharesNow() ? batch.origin : nil
         if origin == nil, let arena, bytes >= configuration.sharedMemoryThreshold, let lease = arena.lease(bytes) {
             _ = lease.fill(with: payload)
             payload = [lease.buffer(count: bytes)]
             region = lease
         }
         let (sequence, needsWake): (UInt64, Bool) = try shared.locked {
+            var waited = false
             while shared.failure == nil && !shared.stopRequested && Int(shared.submitted - shared.consumed) >= window {
+                waited = true
                 shared.condition.wait()
             }
+            shared.pace.record(waited: waited)
             if let failure = shared.failure { throw failure }
             if shared.stopRequested { throw BridgeError(.cancelled, "the pool was shut down") }
             let s = shared.submitted
@@ -161,6 +166,15 @@ public final class WorkerPool: @unchecked Sendable {
         }
         if needsWake { wake() }
         return sequence
+    }
+
+    /// Whether a batch with a place in the input file goes as that place now (§19, `SubmitPace`).
+    private func sharesNow() -> Bool {
+        switch sharingPlan {
+        case .copy: false
+        case .share: true
+        case .whenSubmitterBehind: shared.locked { shared.pace.submitterIsBehind }
+        }
     }
 
     /// Declares that no more batches will be submitted.

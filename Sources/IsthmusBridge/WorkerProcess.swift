@@ -87,7 +87,7 @@ final class WorkerProcess: @unchecked Sendable {
     /// so the descriptor stays open until the loop ends.
     private static func pump(_ handle: FileHandle, stop: ReaderStop, done: DispatchSemaphore?, line: @escaping @Sendable (String) -> Void) {
         let owner = UncheckedHandle(handle)
-        let thread = Thread {
+        NamedThread.start("isthmus-wk-log", stackSize: 1 << 18) {
             let fd = owner.handle.fileDescriptor
             var pending: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 1 << 16)
@@ -121,9 +121,6 @@ final class WorkerProcess: @unchecked Sendable {
             try? owner.handle.close()
             stop.readerDone()
         }
-        thread.name = "isthmus-worker-output"
-        thread.stackSize = 1 << 18
-        thread.start()
     }
 }
 

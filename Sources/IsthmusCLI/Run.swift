@@ -77,7 +77,7 @@ struct RunCommand: ParsableCommand {
     var insecure = false
     @Option(name: .long, help: "Size of the shared-memory arena local workers map to exchange batches without socket copies (sparse: only regions in use take memory); 0 sends every batch as frames over ZeroMQ.")
     var shmArena: String = "256Mi"
-    @Option(name: .long, help: "Whether local workers read batches in place from an uncompressed Arrow IPC stream input file instead of a copy in the arena: auto (when the workers leave the host no CPU of its own), on, off.")
+    @Option(name: .long, help: "Whether local workers read batches in place from an uncompressed Arrow IPC stream input file instead of a copy in the arena: auto (always when the workers leave the host no CPU of its own, else batch by batch while the host's copies are what the workers wait for), on, off.")
     var shareInput: String = "auto"
     @Option(name: .long, help: "Output compression for Arrow outputs: none, lz4, zstd.")
     var compression: String = "none"

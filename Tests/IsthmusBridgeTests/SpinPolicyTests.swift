@@ -1,4 +1,5 @@
 import Foundation
+import IsthmusArrow
 import Testing
 @testable import IsthmusBridge
 
@@ -32,14 +33,43 @@ struct SpinPolicyTests {
         #expect(SpinPolicy.quotaCPUs(cpuMax: "garbage") == nil)
     }
 
-    @Test("input files are shared by default only when the workers leave the host no CPU of its own",
+    @Test("input files are always shared by default when the workers leave the host no CPU of its own, else while the submitter is behind",
           arguments: [(1, 2, false), (2, 2, true), (3, 2, true), (1, 1, true), (2, 4, false), (3, 4, false), (4, 4, true), (8, 16, false)])
     func inputSharing(_ c: (Int, Int, Bool)) {
-        #expect(PoolConfiguration.InputSharing.auto.resolved(workers: c.0, cpus: c.1) == (c.2 ? .on : .off))
-        #expect(PoolConfiguration.InputSharing.on.resolved(workers: c.0, cpus: c.1) == .on)
-        #expect(PoolConfiguration.InputSharing.off.resolved(workers: c.0, cpus: c.1) == .off)
+        typealias Sharing = PoolConfiguration.InputSharing
+        #expect(Sharing.auto.plan(workers: c.0, cpus: c.1) == (c.2 ? .share : .whenSubmitterBehind))
+        #expect(Sharing.on.plan(workers: c.0, cpus: c.1) == .share)
+        #expect(Sharing.off.plan(workers: c.0, cpus: c.1) == .copy)
         // Under a worker memory limit the file's mapping would count against it: auto copies.
-        #expect(PoolConfiguration.InputSharing.auto.resolved(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .off)
-        #expect(PoolConfiguration.InputSharing.on.resolved(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .on)
+        #expect(Sharing.auto.plan(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .copy)
+        #expect(Sharing.on.plan(workers: c.0, cpus: c.1, memoryLimit: 1 << 30) == .share)
+    }
+
+    @Test("a pool with remote workers or no arena never shares the input file")
+    func noArenaNoSharing() {
+        var c = PoolConfiguration(stages: [], inputSchema: Schema([]))
+        c.shareInputFiles = .on
+        #expect(c.sharingPlan(cpus: 16) == .share)
+        c.sharedMemoryBytes = 0
+        #expect(c.sharingPlan(cpus: 16) == .copy)
+        #expect(!c.sharesInputFiles(cpus: 16))
+    }
+
+    @Test("the submitter is behind until half of its last 16 submits waited for the window")
+    func submitPace() {
+        var pace = SubmitPace()
+        #expect(pace.submitterIsBehind)  // nothing has waited yet: share the first batches
+        for _ in 0..<7 { pace.record(waited: true) }
+        #expect(pace.submitterIsBehind)
+        pace.record(waited: true)
+        #expect(!pace.submitterIsBehind)  // 8 of the last 16 waited: copy
+        for _ in 0..<8 { pace.record(waited: false) }
+        #expect(!pace.submitterIsBehind)  // still 8 of 16
+        pace.record(waited: false)
+        #expect(pace.submitterIsBehind)  // the oldest wait left the window of 16
+        for _ in 0..<100 { pace.record(waited: true) }
+        #expect(!pace.submitterIsBehind)
+        for _ in 0..<9 { pace.record(waited: false) }
+        #expect(pace.submitterIsBehind)
     }
 }

@@ -5,7 +5,7 @@ batches took.
 The inputs here are Arrow IPC stream files, which workers would read in place (section 19);
 the tests of the arena's input regions run with --share-input off, so that their batches are
 copied into the arena, and the tests of section 19 at the end of the file say share="on"
-(--share-input on: the default, auto, shares only when the workers leave the host no CPU)."""
+(--share-input on: the default, auto, shares every batch only when the workers leave the host no CPU)."""
 from __future__ import annotations
 
 import json
@@ -336,9 +336,13 @@ def test_a_worker_without_the_capability_gets_copies_in_the_arena(tmp_path):
     assert stage["shm_batches"] == stage["doorbell_batches"] - 1 == stage["batches_in"] - 1
 
 
-def test_share_input_auto_follows_the_cpus_and_bad_values_are_usage_errors(tmp_path):
-    # auto shares when the workers leave the host no CPU of its own: with as many workers as
-    # CPUs it shares; one worker on three CPUs or more leaves the host one, and it copies.
+def test_share_input_auto_follows_the_cpus_and_the_submitters_pace_and_bad_values_are_usage_errors(tmp_path):
+    # auto always shares when the workers leave the host no CPU of its own: with as many
+    # workers as CPUs, every batch. With a CPU left over it decides batch by batch (PROTOCOL.md
+    # section 19): it shares while fewer than half of the last 16 submits waited for the
+    # window, and copies otherwise. One worker that takes 20 ms a batch, a window of 8: the
+    # first 8 submits find room and are shared, every later one waits, and from the 17th on
+    # (8 of the last 16 waited) the batches are copied.
     cpus = len(os.sched_getaffinity(0))
     try:  # a cgroup CPU quota lowers it, as the host counts
         quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
@@ -348,10 +352,20 @@ def test_share_input_auto_follows_the_cpus_and_bad_values_are_usage_errors(tmp_p
         pass
     n = 50_000
     table, stage, _ = run(tmp_path, "auto-many", f"{udf('basic.py')}:linear", n, "--share-input", "auto", workers=cpus, share=None)
-    assert table.column("y").to_pylist() == expected_linear(n) and stage["file_batches"] > 0
-    if cpus > 2:
-        table, stage, _ = run(tmp_path, "auto-one", f"{udf('basic.py')}:linear", n, "--share-input", "auto", workers=1, share=None)
-        assert table.column("y").to_pylist() == expected_linear(n) and stage["file_batches"] == 0
+    assert table.column("y").to_pylist() == expected_linear(n)
+    assert stage["file_batches"] == stage["shm_batches"] == stage["batches_in"] - 1  # the last is under 32 KiB
+    if cpus >= 2:
+        rows = 30 * 4096
+        table, stage, _ = run(tmp_path, "auto-one", f"{udf('slow.py')}:slow_linear", rows, "--share-input", "auto",
+                              "--credits", "4", workers=1, batch_rows=4096, share=None, env={"ISTHMUS_TEST_DELAY": "0.02"})
+        assert table.column("y").to_pylist() == expected_linear(rows)
+        assert stage["batches_in"] == stage["shm_batches"] == 30
+        assert 8 <= stage["file_batches"] <= 20, stage
+        # Under a worker memory limit the file's mapping would count against it: auto copies.
+        table, stage, _ = run(tmp_path, "auto-limit", f"{udf('basic.py')}:linear", n, "--share-input", "auto",
+                              "--worker-memory-limit", "4Gi", workers=1, share=None)
+        assert table.column("y").to_pylist() == expected_linear(n)
+        assert stage["file_batches"] == 0 and stage["shm_batches"] == stage["batches_in"] - 1
     src = tmp_path / "in.arrows"
     write_stream(src, w1(10))
     r = run_cli("run", "--input", str(src), "--output", str(tmp_path / "o.arrows"), "--udf", f"{udf('basic.py')}:linear",

@@ -116,6 +116,69 @@ def test_a_grown_file_is_still_read(two_batches) -> None:  # type: ignore[no-unt
     assert InputFiles().read(d).column("x").to_pylist() == [1010, 1011, 1012, 1013, 1014]
 
 
+def many_batches(path: Path, count: int, rows: int = 100) -> list[tuple[int, int]]:
+    return write_stream(path, [pa.record_batch({"x": pa.array(range(k * rows, (k + 1) * rows), pa.int64())})
+                               for k in range(count)])
+
+
+def test_messages_in_one_window_share_one_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "in.arrows"
+    spans = many_batches(path, 6)
+    files = InputFiles()
+    got = [files.read(descriptor(path, spans, m, 0, 100)) for m in range(1, 7)]
+    assert [b.column("x").to_pylist() for b in got] == [list(range(k * 100, (k + 1) * 100)) for k in range(6)]
+    assert len(files._windows) == 1  # one mapping for the whole (small) file
+    (window, end), = files._windows.values()
+    assert end == path.stat().st_size  # never past the file's end
+
+
+def test_only_the_last_two_windows_stay_mapped_and_older_slices_stay_valid(tmp_path: Path) -> None:
+    import mmap
+
+    path = tmp_path / "in.arrows"
+    spans = many_batches(path, 40, rows=600)  # ~4.8 KB a message: messages cross page windows
+    files = InputFiles(window=mmap.PAGESIZE)
+    got = []
+    for m in range(1, 41):
+        got.append(files.read(descriptor(path, spans, m, 0, 600)))
+        assert len(files._windows) <= 2
+    # Slices read through windows that have left the cache still hold their bytes.
+    assert [b.column("x").to_pylist() for b in got] == [list(range(k * 600, (k + 1) * 600)) for k in range(40)]
+
+
+def test_under_an_address_space_limit_each_message_is_mapped_alone(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import resource
+
+    from isthmus import runtime
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1 << 34, resource.RLIM_INFINITY))
+    assert runtime._window_bytes() == 0
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert runtime._window_bytes() == runtime._WINDOW
+    path = tmp_path / "in.arrows"
+    spans = many_batches(path, 3)
+    files = InputFiles(window=0)
+    assert files.read(descriptor(path, spans, 2, 5, 3)).column("x").to_pylist() == [105, 106, 107]
+    assert not files._windows
+
+
+def test_a_window_mapped_before_the_file_grew_is_mapped_again(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.arrows"
+    spans = many_batches(whole, 3)
+    data = whole.read_bytes()
+    path = tmp_path / "growing.arrows"
+    path.write_bytes(data[: spans[2][0] + spans[2][1]])  # the schema and the first two messages
+    files = InputFiles()
+    assert files.read(descriptor(path, spans, 1, 0, 2)).column("x").to_pylist() == [0, 1]
+    (_, end), = files._windows.values()
+    assert end == spans[2][0] + spans[2][1]
+    with open(path, "ab") as f:
+        f.write(data[spans[2][0] + spans[2][1]:])
+    assert files.read(descriptor(path, spans, 3, 98, 2)).column("x").to_pylist() == [298, 299]
+    (_, end), = files._windows.values()
+    assert end == len(data)
+
+
 def test_bytes_that_are_not_a_record_batch_are_a_protocol_error(two_batches) -> None:  # type: ignore[no-untyped-def]
     path, spans = two_batches
     # The schema message named as the record batch.
